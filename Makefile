@@ -1,0 +1,44 @@
+# Two entry points (see README):  `make book`  and  `make test`.
+# Both create the virtual environment .venv on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+# torch is pinned here for this CPU machine only; the package itself leaves it free.
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+export LYAPLIB_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+
+.PHONY: setup book test unit notebooks widgets lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[book,test]"
+	touch $@
+
+widgets:
+	bash .ci/fetch_widget_js.sh
+
+# Regenerate the Colab notebooks from the MyST sources (the .md files are the truth).
+notebooks: setup
+	$(BIN)/jupytext --to ipynb -q chapters/*.md
+
+book: setup widgets
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+unit: setup
+	$(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/ruff check lyaplib tests
+
+# What CI runs: lint, unit tests, every chapter under nbval, then a strict build of the book.
+test: export LYAPLIB_SCALE ?= ci
+test: setup widgets notebooks lint unit
+	$(BIN)/python -m pytest -q --nbval-lax chapters
+	$(BIN)/jupyter-book build . -W -n --keep-going --all
+
+clean:
+	rm -rf _build _widgets_js
