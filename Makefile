@@ -21,9 +21,10 @@ $(VENV)/.installed: pyproject.toml
 widgets:
 	bash .ci/fetch_widget_js.sh
 
-# Regenerate the Colab notebooks from the MyST sources (the .md files are the truth).
+# Regenerate the Colab notebooks from the MyST sources (the .md files are the truth);
+# --update keeps the cell ids, so an unchanged source gives an unchanged notebook.
 notebooks: setup
-	$(BIN)/jupytext --to ipynb -q chapters/*.md
+	$(BIN)/jupytext --to ipynb --update -q chapters/*.md
 
 book: setup widgets
 	$(BIN)/jupyter-book build . -W -n --keep-going
