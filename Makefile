@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 export LYAPLIB_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: setup book test unit notebooks widgets lint clean
+.PHONY: setup book test unit notebooks vendor lint clean
 
 setup: $(VENV)/.installed
 
@@ -18,15 +18,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[book,test]"
 	touch $@
 
-widgets:
-	bash .ci/fetch_widget_js.sh
+vendor:
+	bash .ci/fetch_vendor_js.sh
 
 # Regenerate the Colab notebooks from the MyST sources (the .md files are the truth);
 # --update keeps the cell ids, so an unchanged source gives an unchanged notebook.
 notebooks: setup
 	$(BIN)/jupytext --to ipynb --update -q chapters/*.md
 
-book: setup widgets
+book: setup vendor
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 unit: setup
@@ -37,9 +37,9 @@ lint: setup
 
 # What CI runs: lint, unit tests, every chapter under nbval, then a strict build of the book.
 test: export LYAPLIB_SCALE ?= ci
-test: setup widgets notebooks lint unit
+test: setup vendor notebooks lint unit
 	$(BIN)/python -m pytest -q --nbval-lax chapters
 	$(BIN)/jupyter-book build . -W -n --keep-going --all
 
 clean:
-	rm -rf _build _widgets_js
+	rm -rf _build _vendor
