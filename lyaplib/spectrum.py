@@ -35,7 +35,7 @@ class LyapunovResult:
         trace_per_sequence: (n, B, k) running estimates after each
             orthonormalisation, when ``keep_trace`` was set.
         trace_steps: (n,) accumulated steps at which the trace was taken.
-        state: (B, D) final state;  Q: (B, D, k) final orthonormal basis.
+        state: (B, S) final state;  Q: (B, D, k) final orthonormal basis.
         unit: "nats" or "bits".
     """
 
@@ -109,6 +109,7 @@ class LyapunovResult:
                 f"{self.unit}/step: [{shown}{more}])")
 
 
+@torch.no_grad()  # the tangent map is propagated explicitly; no autograd graph over T steps
 def lyapunov_spectrum(
     cell: Cell,
     inputs: Tensor | int,
@@ -140,7 +141,8 @@ def lyapunov_spectrum(
         ortho_every: steps between orthonormalisations (T_ON). Larger is faster
             but lets Q's columns collapse when k (lambda_1 - lambda_k) ortho_every
             approaches ln(1/eps) of the dtype.
-        h0: initial state (B, D) or (D,); default ``cell.initial_state(B)``.
+        h0: initial state (B, S) or (S,), S = ``cell.state_dim`` (= D unless the cell
+            carries more state than it has exponents); default ``cell.initial_state(B)``.
         Q0: initial basis (D, k) or (B, D, k), orthonormalised first; default
             the first k columns of the identity.
         dtype: dtype of the state and Q (e.g. torch.float64 for reference runs);
@@ -166,7 +168,7 @@ def lyapunov_spectrum(
     xs, T, B = _check_inputs(inputs, h0, dtype, device)
     if warmup >= T:
         raise LyapunovError(f"warmup must be smaller than the number of steps T={T}, got {warmup}")
-    state = _check_h0(h0, cell, B, dim, dtype, device)
+    state = _check_h0(h0, cell, B, getattr(cell, "state_dim", dim), dtype, device)
     Q = _check_Q0(Q0, k, B, dim, dtype, device)
     k = Q.shape[-1]
     Q = ortho(Q)[0]
@@ -260,15 +262,15 @@ def _check_inputs(inputs, h0, dtype, device) -> tuple[Tensor | None, int, int]:
     return inputs.to(device=device, dtype=dtype), T, B
 
 
-def _check_h0(h0, cell, B, dim, dtype, device) -> Tensor:
+def _check_h0(h0, cell, B, state_dim, dtype, device) -> Tensor:
     if h0 is None:
         h0 = cell.initial_state(B)
     if not isinstance(h0, Tensor):
-        raise LyapunovError(f"h0 must be a tensor of shape (B, D) or (D,), got {type(h0)}")
+        raise LyapunovError(f"h0 must be a tensor of shape (B, S) or (S,), got {type(h0)}")
     if h0.ndim == 1:
         h0 = h0.expand(B, -1)
-    if h0.shape != (B, dim):
-        raise LyapunovError(f"h0 must have shape (B, D) = {(B, dim)} or (D,), "
+    if h0.shape != (B, state_dim):
+        raise LyapunovError(f"h0 must have shape (B, S) = {(B, state_dim)} or (S,), "
                             f"got {tuple(h0.shape)}")
     return h0.to(device=device, dtype=dtype)
 

@@ -1,9 +1,14 @@
 """The Cell protocol, the seam between dynamical systems and the QR engine.
 
-A cell is a map  h_t = f(h_{t-1}, x_t)  on a flat state of dimension D,
-applied to a batch of B independent sequences at once. Besides stepping the
-state it pushes a batch of tangent bases forward: ``tangent(h, x, Q)`` returns
-``(f(h, x), J Q)`` with ``J = df/dh`` evaluated at ``(h, x)``.
+A cell is a map  h_t = f(h_{t-1}, x_t)  on a flat state, applied to a batch of
+B independent sequences at once. Besides stepping the state it pushes a batch
+of tangent bases forward: ``tangent(h, x, Q)`` returns ``(f(h, x), J Q)`` with
+``J = df/dh`` evaluated at ``(h, x)``.
+
+``dim`` (D) is the dimension of the tangent space, i.e. the number of
+exponents. The state usually has the same size, but a cell may carry more
+state than it differentiates (``state_dim`` S > D): the LSTM in the 2022
+paper's "hidden" convention carries (h, c) but takes the Jacobian in h only.
 """
 
 from __future__ import annotations
@@ -21,18 +26,18 @@ StepFn = Callable[[Tensor, Tensor | None], Tensor]
 class Cell(Protocol):
     """What ``lyapunov_spectrum`` needs from a dynamical system."""
 
-    dim: int
+    dim: int  # D; an optional ``state_dim`` (S) defaults to D
 
     def initial_state(self, batch: int) -> Tensor:
-        """A default initial state, (B, D)."""
+        """A default initial state, (B, S)."""
         ...
 
     def step(self, state: Tensor, x: Tensor | None) -> Tensor:
-        """state (B, D), input (B, I) or None  ->  next state (B, D)."""
+        """state (B, S), input (B, I) or None  ->  next state (B, S)."""
         ...
 
     def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
-        """state (B, D), Q (B, D, k)  ->  (next state (B, D), J @ Q (B, D, k))."""
+        """state (B, S), Q (B, D, k)  ->  (next state (B, S), J @ Q (B, D, k))."""
         ...
 
 
@@ -41,8 +46,12 @@ class CellModule(nn.Module):
 
     dim: int
 
+    @property
+    def state_dim(self) -> int:
+        return self.dim
+
     def initial_state(self, batch: int) -> Tensor:
-        return torch.zeros(batch, self.dim, dtype=self.dtype, device=self.device)
+        return torch.zeros(batch, self.state_dim, dtype=self.dtype, device=self.device)
 
     @property
     def dtype(self) -> torch.dtype:
