@@ -39,9 +39,11 @@ class VanillaRNN(CellModule):
             raise ValueError(f"bias must be (N,) with N = {N}, got {tuple(bias.shape)}")
         if not 0 < leak <= 1:
             raise ValueError(f"leak must be in (0, 1], got {leak}")
-        self.weight_hh = nn.Parameter(weight_hh.clone())
-        self.weight_ih = None if weight_ih is None else nn.Parameter(weight_ih.clone())
-        self.bias = None if bias is None else nn.Parameter(bias.clone())
+        # Buffers, not parameters: this is a fixed map for analysis (wrap a torch.nn.RNN
+        # with cells.RNN to train); they still follow .to() and dtype casts.
+        self.register_buffer("weight_hh", weight_hh.clone())
+        self.register_buffer("weight_ih", None if weight_ih is None else weight_ih.clone())
+        self.register_buffer("bias", None if bias is None else bias.clone())
         self.phi, self.phi_prime = resolve(activation)
         self.leak = float(leak)
         self.dim = N
