@@ -35,11 +35,13 @@ unit: setup
 lint: setup
 	$(BIN)/ruff check lyaplib tests
 
-# What CI runs: lint, unit tests, every chapter under nbval, then a strict build of the book.
+# What CI runs: lint, unit tests, every chapter under nbval, a strict build of the book,
+# and a check that every widget in it was saved with its initial figure.
 test: export LYAPLIB_SCALE ?= ci
 test: setup vendor notebooks lint unit
 	$(BIN)/python -m pytest -q --nbval-lax chapters
 	$(BIN)/jupyter-book build . -W -n --keep-going --all
+	$(BIN)/python .ci/check_widget_state.py _build/html
 
 clean:
 	rm -rf _build _vendor

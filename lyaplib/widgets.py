@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+from IPython.display import display
 
 
 def slider(value: float, low: float, high: float, step: float, description: str) -> W.Widget:
@@ -32,7 +33,12 @@ def interactive_figure(draw: Callable[..., None], **controls: W.Widget) -> W.Wid
         with out:
             out.clear_output(wait=True)
             draw(**{name: c.value for name, c in controls.items()})
-            plt.show()
+            # Display explicitly (whatever the matplotlib backend) and close, so the
+            # figure lands in the Output widget, and so in the saved widget state.
+            for number in plt.get_fignums():
+                figure = plt.figure(number)
+                display(figure)
+                plt.close(figure)
 
     for c in controls.values():
         c.observe(redraw, names="value")
