@@ -20,6 +20,12 @@ from .base import CellModule
 StateConvention = Literal["full", "hidden"]
 
 
+def _convention(state: str) -> StateConvention:
+    if state not in ("full", "hidden"):
+        raise ValueError(f"state must be 'full' or 'hidden', got {state!r}")
+    return state
+
+
 class LSTM(CellModule):
     """An LSTM as a Cell, in one of two conventions.
 
@@ -38,10 +44,8 @@ class LSTM(CellModule):
     def __init__(self, module: nn.LSTM | nn.LSTMCell, state: StateConvention = "full"):
         super().__init__()
         check_module(module, (nn.LSTM, nn.LSTMCell), "cells.LSTM")
-        if state not in ("full", "hidden"):
-            raise ValueError(f"state must be 'full' or 'hidden', got {state!r}")
         self.module = module
-        self.convention = state
+        self.convention = _convention(state)
         self.hidden_size = N = module.hidden_size
         self.num_layers = L = num_layers(module)
         self.dim = 2 * L * N if state == "full" else L * N
@@ -119,8 +123,7 @@ class GRU(CellModule):
     def __init__(self, module: nn.GRU | nn.GRUCell, state: StateConvention = "full"):
         super().__init__()
         check_module(module, (nn.GRU, nn.GRUCell), "cells.GRU")
-        if state not in ("full", "hidden"):
-            raise ValueError(f"state must be 'full' or 'hidden', got {state!r}")
+        _convention(state)
         self.module = module
         self.hidden_size = module.hidden_size
         self.num_layers = num_layers(module)
