@@ -48,3 +48,39 @@ def plot_convergence(result: LyapunovResult, ax: Axes | None = None, *, indices=
     ax.set_ylabel(f"running estimate ({result.unit} / step)")
     ax.legend()
     return ax
+
+
+def plot_spectra_by(spectra, values, ax: Axes | None = None, *, label: str = "validation loss",
+                    cmap: str = "viridis_r", unit: str = "nats") -> Axes:
+    """Many spectra (one row each) against index, coloured by a per-spectrum value.
+
+    ``spectra``: (R, k) array-like;  ``values``: (R,), e.g. each network's loss.
+    """
+    ax = _axes(ax)
+    spectra, values = np.asarray(spectra, dtype=float), np.asarray(values, dtype=float)
+    norm = plt.Normalize(values.min(), values.max())
+    colours = plt.get_cmap(cmap)(norm(values))
+    idx = np.arange(1, spectra.shape[1] + 1)
+    for row in np.argsort(-values):  # best networks drawn last, on top
+        ax.plot(idx, spectra[row], color=colours[row], lw=1)
+    ax.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=label)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("index i")
+    ax.set_ylabel(f"$\\lambda_i$ ({unit} / step)")
+    return ax
+
+
+def plot_correlation(x, y, ax: Axes | None = None, *, xlabel: str, ylabel: str,
+                     r: float | None = None, **style) -> Axes:
+    """Scatter of y against x with the least-squares line and Pearson r in the legend."""
+    ax = _axes(ax)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    r = np.corrcoef(x, y)[0, 1] if r is None else r
+    ax.scatter(x, y, s=style.pop("s", 18), **style)
+    slope, intercept = np.polyfit(x, y, 1)
+    grid = np.linspace(x.min(), x.max(), 2)
+    ax.plot(grid, slope * grid + intercept, color="0.3", lw=1, label=f"Pearson r = {r:.2f}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    return ax

@@ -58,3 +58,22 @@ def kaplan_yorke(exponents: Tensor, dim: int | None = None) -> Tensor:
     complete = dim is None or dim == k
     full = torch.full_like(inside, float(k) if complete else float("nan"))
     return torch.where(j < k, inside, full)
+
+
+def pearson(x, y, *, permutations: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Pearson r of two 1-D samples and its two-sided permutation p-value.
+
+    The p-value is the fraction of random pairings (plus the observed one) whose
+    |r| reaches the observed |r|: no distributional assumption, no scipy.
+    """
+    x = torch.as_tensor(x, dtype=torch.float64).flatten()
+    y = torch.as_tensor(y, dtype=torch.float64).flatten()
+    if x.shape != y.shape or len(x) < 3:
+        raise ValueError(f"x and y must have the same length >= 3, got {len(x)} and {len(y)}")
+    xc, yc = x - x.mean(), y - y.mean()
+    r = float((xc @ yc) / (xc.norm() * yc.norm()))
+    g = torch.Generator().manual_seed(seed)
+    shuffled = torch.stack([yc[torch.randperm(len(yc), generator=g)] for _ in range(permutations)])
+    null = (shuffled @ xc) / (xc.norm() * yc.norm())
+    p = (1 + int((null.abs() >= abs(r) - 1e-12).sum())) / (permutations + 1)
+    return r, p

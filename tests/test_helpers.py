@@ -43,3 +43,29 @@ def test_plots_label_their_axes():
     assert len(ax.lines) == 4 and ax.get_xscale() == "log"
     with pytest.raises(ValueError, match="keep_trace"):
         plotting.plot_convergence(lyapunov_spectrum(henon, 5))
+
+
+def test_spectra_and_correlation_plots():
+    ax = plotting.plot_spectra_by([[0.1, -1.0], [-0.2, -2.0], [-0.5, -3.0]], [1.5, 2.0, 2.5])
+    assert len(ax.lines) == 4 and ax.get_xlabel() == "index i"  # 3 spectra + the zero line
+    assert ax.figure.axes[-1].get_ylabel() == "validation loss"  # the colour bar
+    ax = plotting.plot_correlation([0, 1, 2, 3], [1, 3, 5, 7], xlabel="x (nats)", ylabel="y")
+    assert "r = 1.00" in ax.get_legend().get_texts()[0].get_text()
+
+
+def test_pearson_agrees_with_numpy_and_its_p_value_is_calibrated():
+    from lyaplib import stats
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, generator=g, dtype=torch.float64)
+    y = 0.5 * x + torch.randn(40, generator=g, dtype=torch.float64)
+    r, p = stats.pearson(x, y, permutations=2000)
+    assert r == pytest.approx(float(torch.corrcoef(torch.stack([x, y]))[0, 1]), abs=1e-12)
+    assert p < 0.01
+    r, p = stats.pearson(x, -2 * x + 1, permutations=200)
+    assert r == pytest.approx(-1.0) and p == pytest.approx(1 / 201)
+    # under independence the p-value is uniform: about 10 % of samples fall below 0.1
+    hits = sum(stats.pearson(torch.randn(12, generator=g), torch.randn(12, generator=g),
+                             permutations=300, seed=s)[1] < 0.1 for s in range(200))
+    assert 8 <= hits <= 35
+    with pytest.raises(ValueError, match="same length"):
+        stats.pearson([1, 2, 3], [1, 2])

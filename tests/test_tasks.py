@@ -1,0 +1,171 @@
+"""Training with Lyapunov tracking: models, losses, resumable checkpoints and sweeps."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lyaplib import data, lyapunov_spectrum, tasks
+from lyaplib.data import Corpus
+
+
+def periodic_task(period: str = "abcde", repeats: int = 400, seq_len: int = 20) -> tasks.CharTask:
+    return tasks.CharTask(Corpus(text=period * repeats, vocab=sorted(set(period)), source="test"),
+                          seq_len=seq_len)
+
+
+def small_config(**changes) -> tasks.RunConfig:
+    base = dict(hidden_size=8, epochs=3, batch_size=16, max_batches=4, lr=1e-2, dropout=0.2)
+    return tasks.RunConfig(**{**base, **changes})
+
+
+def same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_uniform_init_and_shapes():
+    model = tasks.LSTMPredictor(5, 16, 3, init=0.07)
+    weights = torch.cat([p.flatten() for p in model.parameters()])
+    assert weights.abs().max() <= 0.07 and weights.abs().max() > 0.069
+    assert abs(weights.mean().item()) < 0.005  # U(-p, p) has mean 0
+    out, (h, c) = model(torch.randn(2, 7, 5))
+    assert out.shape == (2, 7, 3) and h.shape == c.shape == (1, 2, 16)
+    assert model.cell("full").dim == 32 and model.cell("hidden").dim == 16
+
+
+def test_losses_at_a_near_zero_network():
+    """With tiny weights the predictions are ~0: cross-entropy ln V, MSE the mean square."""
+    task = periodic_task()
+    model = tasks.LSTMPredictor(5, 8, 5, init=1e-6)
+    assert tasks.evaluate(model, task, "val") == pytest.approx(math.log(5), abs=1e-4)
+    motion = data.synthetic_motion(actions=2, recordings=4, frames=120)
+    mtask = tasks.MocapTask(motion, seq_len=10)
+    model = tasks.LSTMPredictor(70, 8, 70, init=1e-6)
+    targets = mtask.data.windows("test", 10)[:, 1:]
+    expected = targets.pow(2).mean().item()
+    assert tasks.evaluate(model, mtask, "test") == pytest.approx(expected, rel=1e-4)
+
+
+def test_training_learns_a_periodic_text():
+    task = periodic_task()
+    history = tasks.train(small_config(hidden_size=16, epochs=6, dropout=0.0, lr=3e-2).model(task),
+                          task, small_config(hidden_size=16, epochs=6, dropout=0.0, lr=3e-2),
+                          progress=False)
+    assert history.val_loss[0] > history.val_loss[-1]
+    assert history.val_loss[-1] < 0.1 * math.log(5)  # next letter is determined by the last
+    assert history.iterations == [4] * 6 and len(history.epoch_seconds) == 6
+
+
+def test_tracker_does_not_disturb_training():
+    task = periodic_task()
+    config = small_config()
+    plain = config.model(task)
+    h_plain = tasks.train(plain, task, config, progress=False)
+    tracked = config.model(task)
+    tracker = tasks.LyapunovTracker(task.lyapunov_inputs(3, 30), None, state="full")
+    h_tracked = tasks.train(tracked, task, config, tracker=tracker, progress=False)
+    assert same_state(plain, tracked)  # dropout draws, batch order, Adam: all unchanged
+    assert h_plain.val_loss == h_tracked.val_loss
+    assert sorted(h_tracked.spectra) == [0, 1, 2, 3] and len(h_tracked.le_seconds) == 4
+    direct = lyapunov_spectrum(tracked.cell("full"), task.lyapunov_inputs(3, 30),
+                               dtype=torch.float64)
+    np.testing.assert_allclose(h_tracked.spectra[3], direct.exponents.tolist(), rtol=1e-12)
+
+
+def test_training_leaves_global_random_state_alone():
+    task = periodic_task()
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    tasks.train(small_config(epochs=1).model(task), task, small_config(epochs=1), progress=False)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_resuming_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
+    task = periodic_task()
+    tracker = tasks.LyapunovTracker(task.lyapunov_inputs(2, 20), [0, 2, 3])
+    straight = small_config().model(task)
+    h_straight = tasks.train(straight, task, small_config(), tracker=tracker, progress=False)
+
+    ckpt = tmp_path / "run.pt"
+    first = small_config().model(task)
+    tasks.train(first, task, small_config(epochs=1), tracker=tracker, checkpoint=ckpt,
+                progress=False)
+    resumed = small_config().model(task)  # a fresh process: new model, same checkpoint
+    h_resumed = tasks.train(resumed, task, small_config(), tracker=tracker, checkpoint=ckpt,
+                            progress=False)
+    assert same_state(straight, resumed)
+    assert h_resumed.val_loss == h_straight.val_loss
+    assert h_resumed.spectra == h_straight.spectra
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary files left
+
+
+def test_run_config_errors_name_the_argument():
+    with pytest.raises(ValueError, match="hidden_size"):
+        tasks.RunConfig(hidden_size=0)
+    with pytest.raises(ValueError, match="lr"):
+        tasks.RunConfig(lr=0.0)
+    with pytest.raises(ValueError, match="dropout"):
+        tasks.LSTMPredictor(3, 4, 3, dropout=1.0)
+    with pytest.raises(ValueError, match="init"):
+        tasks.LSTMPredictor(3, 4, 3, init=0.0)
+    with pytest.raises(ValueError, match=r"\(B, T, I\)"):
+        tasks.LyapunovTracker(torch.zeros(3, 4))
+
+
+def test_run_id_is_stable_and_distinguishes_configs():
+    assert small_config().run_id == small_config().run_id
+    assert small_config(lr=0.02).run_id != small_config().run_id
+
+
+def test_sweep_resumes_without_losing_or_repeating_rows(tmp_path):
+    path = tmp_path / "results.jsonl"
+    configs = [small_config(lr=lr) for lr in (1e-3, 2e-3, 3e-3)]
+    calls = []
+
+    def run(config, checkpoint):
+        calls.append(config.lr)
+        if config.lr == 2e-3 and calls.count(2e-3) == 1:
+            raise KeyboardInterrupt  # the session ends in the middle of the second run
+        return {"lr_seen": config.lr}
+
+    with pytest.raises(KeyboardInterrupt):
+        tasks.run_sweep(configs, run, path, progress=False)
+    assert [r["lr_seen"] for r in tasks.read_results(path)] == [1e-3]
+    rows = tasks.run_sweep(configs, run, path, progress=False)
+    assert calls == [1e-3, 2e-3, 2e-3, 3e-3]  # the finished run is not repeated
+    assert [r["lr_seen"] for r in rows] == [1e-3, 2e-3, 3e-3]
+    assert len(tasks.read_results(path)) == 3
+    assert tasks.run_sweep(configs, run, path, progress=False) == rows and len(calls) == 4
+    with pytest.raises(ValueError, match="duplicate"):
+        tasks.run_sweep([configs[0], configs[0]], run, path, progress=False)
+
+
+def test_failed_write_leaves_the_results_file_intact(tmp_path):
+    path = tmp_path / "results.jsonl"
+    tasks.append_result(path, {"run_id": "a"})
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        tasks.append_result(path, {"run_id": "b", "bad": object()})  # not JSON
+
+    def crash_midway(f):
+        f.write(b'{"run_id": "c"')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        tasks._atomic_write(path, crash_midway)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "results.jsonl"]
+
+
+def test_train_and_measure_row(tmp_path):
+    task = periodic_task()
+    config = small_config(epochs=2)
+    row = tasks.train_and_measure(task, config, le_epochs=[0, 1, 2], le_count=2, le_length=15,
+                                  states=("hidden", "full"))
+    assert row["run_id"] == config.run_id and row["best_epoch"] in (1, 2)
+    assert row["best_val_loss"] == min(row["val_loss"]) and len(row["val_loss"]) == 2
+    assert sorted(row["spectra"]) == ["0", "1", "2"]
+    assert len(row["final_hidden"]) == 8 and len(row["final_full"]) == 16
+    assert row["spectra"]["2"] == row["final_hidden"]
