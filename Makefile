@@ -38,6 +38,7 @@ lint: setup
 # What CI runs: lint, unit tests, every chapter under nbval, a strict build of the book,
 # and a check that every widget in it was saved with its initial figure.
 test: export LYAPLIB_SCALE ?= ci
+test: export LYAPLIB_DOWNLOAD = 0
 test: setup vendor notebooks lint unit
 	$(BIN)/python -m pytest -q --nbval-lax chapters
 	$(BIN)/jupyter-book build . -W -n --keep-going --all

@@ -287,3 +287,23 @@ def test_real_cmu_mocap():
     assert set(d.missing) == {e.path for e in mocap.manifest()} - present
     frames = np.concatenate(d.train)
     np.testing.assert_allclose(frames.mean(0), 0, atol=0.15)  # normalised (before downsampling)
+
+
+def test_download_allowed_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("LYAPLIB_DOWNLOAD", "1")
+    assert data.download_allowed()
+    monkeypatch.setenv("LYAPLIB_DOWNLOAD", "0")
+    assert not data.download_allowed()
+    monkeypatch.delenv("LYAPLIB_DOWNLOAD")
+    assert data.download_allowed() == data.in_colab()
+    monkeypatch.setenv("LYAPLIB_DOWNLOAD", "yes")
+    with pytest.raises(ValueError, match="LYAPLIB_DOWNLOAD"):
+        data.download_allowed()
+
+
+def test_offline_download_falls_back_loudly(isolated, monkeypatch):
+    monkeypatch.setattr(text, "GUTENBERG_URL", (isolated / "offline" / "pg2600.txt").as_uri())
+    with pytest.warns(data.DataFallbackWarning, match="download from .* failed"):
+        corpus = data.war_and_peace(download=True)
+    assert corpus.is_fallback
+    assert not any(_files.project_cache().rglob("*.part"))

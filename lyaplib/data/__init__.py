@@ -4,11 +4,11 @@
 ``.source``; see ``_files`` for the resolution order shared by all loaders.
 """
 
-from ._files import DataError, DataFallbackWarning, in_colab
+from ._files import DataError, DataFallbackWarning, download_allowed, in_colab
 from ._files import project_cache as cache_dir
 from .mocap import MocapData, cmu_mocap, synthetic_motion
 from .text import Corpus, war_and_peace
 
 __all__ = ["Corpus", "DataError", "DataFallbackWarning", "MocapData", "cache_dir", "cmu_mocap",
-           "in_colab",
+           "download_allowed", "in_colab",
            "synthetic_motion", "war_and_peace"]

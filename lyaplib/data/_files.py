@@ -13,6 +13,7 @@ import hashlib
 import os
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
@@ -93,8 +94,19 @@ def download(url: str, dest: Path, check: Callable[[Path], None]) -> Path:
 
 
 def in_colab() -> bool:
-    """True inside Google Colab, where chapters may download datasets."""
+    """True inside Google Colab."""
     return "google.colab" in sys.modules
+
+
+def download_allowed() -> bool:
+    """What the chapters pass as ``download=``: ``LYAPLIB_DOWNLOAD=1|0`` if set, else in Colab."""
+    flag = os.environ.get("LYAPLIB_DOWNLOAD", "").strip()
+    if flag not in ("", "0", "1"):
+        raise ValueError(f"LYAPLIB_DOWNLOAD must be 0 or 1, got {flag!r}")
+    return flag == "1" if flag else in_colab()
+
+
+NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError)
 
 
 def announce_fallback(dataset: str, searched: list[str], substitute: str) -> None:

@@ -169,13 +169,18 @@ def cmu_mocap(root: str | os.PathLike | None = None, download: bool = False) -> 
         searched.append(f"{folder / FOLDER} ({how})")
     if download:
         folder = project_cache() / FOLDER
-        for entry in entries:
-            dest = folder / entry.path
-            if not dest.is_file():
-                _files.download(URL + entry.path, dest,
-                                lambda p, e=entry: verify(p, git_sha1=e.git_sha1))
-        found, missing = _load(folder, entries)
-        return _assemble(found, missing, f"{URL} -> {folder} (downloaded, checksums verified)")
+        try:
+            for entry in entries:
+                dest = folder / entry.path
+                if not dest.is_file():
+                    _files.download(URL + entry.path, dest,
+                                    lambda p, e=entry: verify(p, git_sha1=e.git_sha1))
+        except _files.NETWORK_ERRORS as err:  # offline: fall back, loudly; bad files raise
+            searched.append(f"download from {URL} failed ({err})")
+        else:
+            found, missing = _load(folder, entries)
+            return _assemble(found, missing, f"{URL} -> {folder} (downloaded, checksums "
+                             "verified)")
     announce_fallback("CMU Mocap", searched, "synthetic multi-joint motion (lyaplib.data."
                       "synthetic_motion)")
     return synthetic_motion()

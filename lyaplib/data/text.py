@@ -162,11 +162,15 @@ def war_and_peace(root: str | os.PathLike | None = None, download: bool = False)
                             f"{FILENAME}, {SIZE:,} bytes, sha256 {SHA256}")
         searched.append(f"{path} ({how})")
     if download:
-        dest = _files.download(GUTENBERG_URL, project_cache() / GUTENBERG_FILENAME,
-                               _check_gutenberg)
-        return _corpus(strip_gutenberg(dest.read_text(encoding="utf-8")),
-                       f"{GUTENBERG_URL} -> {dest} (Project Gutenberg #2600; differs slightly "
-                       "from the authors' file)")
+        try:
+            dest = _files.download(GUTENBERG_URL, project_cache() / GUTENBERG_FILENAME,
+                                   _check_gutenberg)
+        except _files.NETWORK_ERRORS as err:  # offline: fall back, loudly; bad files raise
+            searched.append(f"download from {GUTENBERG_URL} failed ({err})")
+        else:
+            return _corpus(strip_gutenberg(dest.read_text(encoding="utf-8")),
+                           f"{GUTENBERG_URL} -> {dest} (Project Gutenberg #2600; differs "
+                           "slightly from the authors' file)")
     announce_fallback("War and Peace", searched,
                       "the first 400,000 characters of the novel shipped with lyaplib")
     with gzip.open(EXCERPT, "rt", encoding="utf-8") as f:

@@ -1,0 +1,66 @@
+"""Elementwise activations and their derivatives, computed from the pre-activation.
+
+Derivatives are evaluated from the pre-activation ``a`` in a form that stays
+positive where the activation saturates: ``sech^2 a = 4 e^{-2|a|} / (1 + e^{-2|a|})^2``
+is about 1e-22 at a = 25 in float32, whereas ``1 - tanh(a)^2`` is exactly 0 there
+(and so would be a whole row of the Jacobian).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+Activation = Callable[[Tensor], Tensor]
+
+
+def tanh_prime(a: Tensor) -> Tensor:
+    """d tanh / da = sech^2 a, without cancellation for large |a|."""
+    e = torch.exp(-2 * a.abs())
+    return 4 * e / (1 + e) ** 2
+
+
+def sigmoid_prime(a: Tensor) -> Tensor:
+    """d sigmoid / da = s (1 - s), without cancellation for large |a|."""
+    e = torch.exp(-a.abs())
+    return e / (1 + e) ** 2
+
+
+def relu_prime(a: Tensor) -> Tensor:
+    """d relu / da: 1 where a > 0, else 0 (the convention of torch.relu's gradient)."""
+    return (a > 0).to(a.dtype)
+
+
+def identity_prime(a: Tensor) -> Tensor:
+    return torch.ones_like(a)
+
+
+ACTIVATIONS: dict[str, tuple[Activation, Activation]] = {
+    "tanh": (torch.tanh, tanh_prime),
+    "sigmoid": (torch.sigmoid, sigmoid_prime),
+    "relu": (torch.relu, relu_prime),
+    "linear": (lambda a: a, identity_prime),
+}
+
+
+def resolve(activation: str | Activation) -> tuple[Activation, Activation]:
+    """``(phi, phi')`` for a name in ACTIVATIONS or for any elementwise callable.
+
+    For a callable, phi' is its forward-mode derivative along a tensor of ones,
+    exact for elementwise functions.
+    """
+    if isinstance(activation, str):
+        try:
+            return ACTIVATIONS[activation]
+        except KeyError:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} or a callable, "
+                             f"got {activation!r}") from None
+    if not callable(activation):
+        raise ValueError(f"activation must be a name or a callable, got {activation!r}")
+
+    def derivative(a: Tensor) -> Tensor:
+        return torch.func.jvp(activation, (a,), (torch.ones_like(a),))[1]
+
+    return activation, derivative

@@ -1,0 +1,141 @@
+"""The Cell protocol, the seam between dynamical systems and the QR engine.
+
+A cell is a map  h_t = f(h_{t-1}, x_t)  on a flat state, applied to a batch of
+B independent sequences at once. Besides stepping the state it pushes a batch
+of tangent bases forward: ``tangent(h, x, Q)`` returns ``(f(h, x), J Q)`` with
+``J = df/dh`` evaluated at ``(h, x)``.
+
+``dim`` (D) is the dimension of the tangent space, i.e. the number of
+exponents. The state usually has the same size, but a cell may carry more
+state than it differentiates (``state_dim`` S > D): the LSTM in the 2022
+paper's "hidden" convention carries (h, c) but takes the Jacobian in h only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+StepFn = Callable[[Tensor, Tensor | None], Tensor]
+
+
+@runtime_checkable
+class Cell(Protocol):
+    """What ``lyapunov_spectrum`` needs from a dynamical system."""
+
+    dim: int  # D; an optional ``state_dim`` (S) defaults to D
+
+    def initial_state(self, batch: int) -> Tensor:
+        """A default initial state, (B, S)."""
+        ...
+
+    def step(self, state: Tensor, x: Tensor | None) -> Tensor:
+        """state (B, S), input (B, I) or None  ->  next state (B, S)."""
+        ...
+
+    def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
+        """state (B, S), Q (B, D, k)  ->  (next state (B, S), J @ Q (B, D, k))."""
+        ...
+
+
+class CellModule(nn.Module):
+    """Base class for cells: an ``nn.Module`` with a ``dim`` and a zero initial state."""
+
+    dim: int
+
+    @property
+    def state_dim(self) -> int:
+        return self.dim
+
+    def initial_state(self, batch: int) -> Tensor:
+        return torch.zeros(batch, self.state_dim, dtype=self.dtype, device=self.device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """dtype of the first floating parameter or buffer, else the default dtype."""
+        for t in _floating_tensors(self):
+            return t.dtype
+        return torch.get_default_dtype()
+
+    @property
+    def device(self) -> torch.device:
+        for t in _floating_tensors(self):
+            return t.device
+        return torch.device("cpu")
+
+    def forward(self, state: Tensor, x: Tensor | None = None) -> Tensor:
+        return self.step(state, x)
+
+
+def _floating_tensors(module: nn.Module):
+    for t in (*module.parameters(), *module.buffers()):
+        if t.is_floating_point():
+            yield t
+
+
+class AutogradCell(CellModule):
+    """Any ``step(state, x)`` as a Cell, with the tangent computed by ``torch.func``.
+
+    The generic fallback for a model without an analytic tangent, and the
+    reference every analytic tangent in lyaplib is tested against.
+
+    Args:
+        step_fn: ``(state (B, D), x (B, I) | None) -> (B, D)``; rows of the batch
+            must not interact (each sequence evolves on its own). If it is an
+            ``nn.Module`` its parameters follow ``.to()`` and dtype casts.
+        dim: the state dimension D.
+        initial_state: a (D,) tensor or a callable ``batch -> (B, D)``; zeros if None.
+        mode: ``"jvp"`` pushes the k columns of Q through forward-mode AD (vmapped;
+            best for k < D); ``"jacrev"`` builds each (D, D) Jacobian by reverse mode
+            and multiplies (best for k = D with small D).
+    """
+
+    def __init__(
+        self,
+        step_fn: StepFn,
+        dim: int,
+        *,
+        initial_state: Tensor | Callable[[int], Tensor] | None = None,
+        mode: Literal["jvp", "jacrev"] = "jvp",
+    ):
+        super().__init__()
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive int, got {dim!r}")
+        if mode not in ("jvp", "jacrev"):
+            raise ValueError(f"mode must be 'jvp' or 'jacrev', got {mode!r}")
+        self.step_fn = step_fn
+        self.dim = dim
+        self.mode = mode
+        self._initial_state = initial_state
+
+    def initial_state(self, batch: int) -> Tensor:
+        init = self._initial_state
+        if init is None:
+            return super().initial_state(batch)
+        if callable(init):
+            return init(batch)
+        return init.expand(batch, self.dim).clone()
+
+    def step(self, state: Tensor, x: Tensor | None) -> Tensor:
+        return self.step_fn(state, x)
+
+    def jacobian(self, state: Tensor, x: Tensor | None) -> Tensor:
+        """The dense Jacobians df/dh, (B, D, D)."""
+
+        def single(h: Tensor, u: Tensor | None) -> Tensor:
+            return self.step_fn(h[None], None if u is None else u[None])[0]
+
+        jac = torch.func.jacrev(single)
+        return torch.func.vmap(jac, in_dims=(0, None if x is None else 0))(state, x)
+
+    def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
+        if self.mode == "jacrev":
+            return self.step_fn(state, x), self.jacobian(state, x) @ Q
+
+        def push(v: Tensor) -> Tensor:  # v: (B, D), one column of every Q
+            return torch.func.jvp(lambda h: self.step_fn(h, x), (state,), (v,))[1]
+
+        return self.step_fn(state, x), torch.func.vmap(push, in_dims=2, out_dims=2)(Q)

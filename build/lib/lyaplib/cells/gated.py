@@ -1,0 +1,175 @@
+"""LSTM and GRU cells built from torch.nn modules, with analytic tangent maps.
+
+Both wrap ``torch.nn.LSTM`` / ``LSTMCell`` / ``GRU`` / ``GRUCell`` (any number of
+layers, with or without biases, any ``batch_first``; inputs are (B, I) per step).
+Each layer's recurrent tangent is one GEMM of its stacked gate weights
+(4N x N for the LSTM, 3N x N for the GRU) with Q, followed by row scalings.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ._torch_layers import check_module, combined_bias, layer_weights, num_layers
+from .activations import sigmoid_prime, tanh_prime
+from .base import CellModule
+
+StateConvention = Literal["full", "hidden"]
+
+
+def _convention(state: str) -> StateConvention:
+    if state not in ("full", "hidden"):
+        raise ValueError(f"state must be 'full' or 'hidden', got {state!r}")
+    return state
+
+
+class LSTM(CellModule):
+    """An LSTM as a Cell, in one of two conventions.
+
+    Gate order (torch): i, f, g, o.  y = W_ih x + W_hh h + b,
+    c' = s(y_f) c + s(y_i) tanh(y_g),  h' = s(y_o) tanh(c').
+
+    * ``state="full"`` (default): the dynamical system on (h, c). State and
+      tangent layout [h_1, ..., h_L, c_1, ..., c_L] (torch's ``h_n`` then
+      ``c_n``), dim 2 L N. These are the true Lyapunov exponents of the LSTM.
+    * ``state="hidden"``: the N-exponent convention of Vogt et al. (2022): the
+      Jacobian dh'/dh with c treated as an input (dc'/dc and the c-dependence
+      dropped). The state still carries (h, c) (``state_dim`` 2 L N) so that
+      the dynamics are exact; the tangent space is h only, dim L N.
+    """
+
+    def __init__(self, module: nn.LSTM | nn.LSTMCell, state: StateConvention = "full"):
+        super().__init__()
+        check_module(module, (nn.LSTM, nn.LSTMCell), "cells.LSTM")
+        self.module = module
+        self.convention = _convention(state)
+        self.hidden_size = N = module.hidden_size
+        self.num_layers = L = num_layers(module)
+        self.dim = 2 * L * N if state == "full" else L * N
+
+    @property
+    def state_dim(self) -> int:
+        return 2 * self.num_layers * self.hidden_size
+
+    def _split(self, state: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        parts = state.split(self.hidden_size, dim=-1)
+        return list(parts[: self.num_layers]), list(parts[self.num_layers:])
+
+    def step(self, state: Tensor, x: Tensor | None) -> Tensor:
+        return self._run(state, x, None)[0]
+
+    def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
+        return self._run(state, x, Q)
+
+    def _run(self, state: Tensor, x: Tensor | None, Q: Tensor | None):
+        hs, cs = self._split(state)
+        full = self.convention == "full"
+        if Q is not None:
+            Q_rows = Q.split(self.hidden_size, dim=1)
+            Q_h, Q_c = Q_rows[: self.num_layers], Q_rows[self.num_layers:]
+        new_h, new_c, d_h, d_c = [], [], [], []
+        inp, d_below = x, None
+        for j, layer in enumerate(layer_weights(self.module)):
+            y = hs[j] @ layer.w_hh.T
+            if inp is not None:
+                y = y + inp @ layer.w_ih.T
+            bias = combined_bias(layer)
+            if bias is not None:
+                y = y + bias
+            y_i, y_f, y_g, y_o = y.chunk(4, dim=-1)
+            i, f, g, o = torch.sigmoid(y_i), torch.sigmoid(y_f), torch.tanh(y_g), torch.sigmoid(y_o)
+            c = f * cs[j] + i * g
+            tanh_c = torch.tanh(c)
+            h = o * tanh_c
+            new_h.append(h)
+            new_c.append(c)
+            inp = h
+            if Q is None:
+                continue
+            dy = layer.w_hh @ Q_h[j]  # (B, 4N, k): all four gates in one GEMM
+            if d_below is not None:
+                dy = dy + layer.w_ih @ d_below
+            dy_i, dy_f, dy_g, dy_o = dy.chunk(4, dim=1)
+            dc = ((sigmoid_prime(y_f) * cs[j]).unsqueeze(-1) * dy_f
+                  + (sigmoid_prime(y_i) * g).unsqueeze(-1) * dy_i
+                  + (i * tanh_prime(y_g)).unsqueeze(-1) * dy_g)
+            if full:
+                dc = dc + f.unsqueeze(-1) * Q_c[j]
+            dh = ((sigmoid_prime(y_o) * tanh_c).unsqueeze(-1) * dy_o
+                  + (o * tanh_prime(c)).unsqueeze(-1) * dc)
+            d_h.append(dh)
+            d_c.append(dc)
+            d_below = dh
+        nxt = torch.cat(new_h + new_c, dim=-1)
+        if Q is None:
+            return nxt, None
+        return nxt, torch.cat(d_h + d_c if full else d_h, dim=1)
+
+
+class GRU(CellModule):
+    """A GRU as a Cell. Gate order (torch): r, z, n.
+
+    r = s(W_ir x + b_ir + W_hr h + b_hr),  z = s(W_iz x + b_iz + W_hz h + b_hz),
+    n = tanh(W_in x + b_in + r (W_hn h + b_hn)),  h' = (1 - z) n + z h.
+
+    The GRU's state is h alone, so its Jacobian dh'/dh is the true one and
+    ``state="full"`` and ``state="hidden"`` are the same (both accepted).
+    Layout [h_1, ..., h_L], dim L N.
+    """
+
+    def __init__(self, module: nn.GRU | nn.GRUCell, state: StateConvention = "full"):
+        super().__init__()
+        check_module(module, (nn.GRU, nn.GRUCell), "cells.GRU")
+        _convention(state)
+        self.module = module
+        self.hidden_size = module.hidden_size
+        self.num_layers = num_layers(module)
+        self.dim = self.num_layers * self.hidden_size
+
+    def step(self, state: Tensor, x: Tensor | None) -> Tensor:
+        return self._run(state, x, None)[0]
+
+    def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
+        return self._run(state, x, Q)
+
+    def _run(self, state: Tensor, x: Tensor | None, Q: Tensor | None):
+        hs = state.split(self.hidden_size, dim=-1)
+        Q_h = None if Q is None else Q.split(self.hidden_size, dim=1)
+        new_h, d_h = [], []
+        inp, d_below = x, None
+        for j, layer in enumerate(layer_weights(self.module)):
+            gh = hs[j] @ layer.w_hh.T
+            if layer.b_hh is not None:
+                gh = gh + layer.b_hh
+            gi = torch.zeros_like(gh) if inp is None else inp @ layer.w_ih.T
+            if layer.b_ih is not None:
+                gi = gi + layer.b_ih
+            gi_r, gi_z, gi_n = gi.chunk(3, dim=-1)
+            gh_r, gh_z, gh_n = gh.chunk(3, dim=-1)
+            a_r, a_z = gi_r + gh_r, gi_z + gh_z
+            r, z = torch.sigmoid(a_r), torch.sigmoid(a_z)
+            a_n = gi_n + r * gh_n
+            n = torch.tanh(a_n)
+            h = n + z * (hs[j] - n)
+            new_h.append(h)
+            inp = h
+            if Q is None:
+                continue
+            dgh = layer.w_hh @ Q_h[j]  # (B, 3N, k): all three gates in one GEMM
+            dgh_r, dgh_z, dgh_n = dgh.chunk(3, dim=1)
+            dgi_r = dgi_z = dgi_n = 0.0
+            if d_below is not None:
+                dgi_r, dgi_z, dgi_n = (layer.w_ih @ d_below).chunk(3, dim=1)
+            dr = sigmoid_prime(a_r).unsqueeze(-1) * (dgi_r + dgh_r)
+            dz = sigmoid_prime(a_z).unsqueeze(-1) * (dgi_z + dgh_z)
+            dn = tanh_prime(a_n).unsqueeze(-1) * (dgi_n + gh_n.unsqueeze(-1) * dr
+                                                  + r.unsqueeze(-1) * dgh_n)
+            dh = (1 - z).unsqueeze(-1) * dn + z.unsqueeze(-1) * Q_h[j] \
+                + (hs[j] - n).unsqueeze(-1) * dz
+            d_h.append(dh)
+            d_below = dh
+        nxt = torch.cat(new_h, dim=-1)
+        return (nxt, None) if Q is None else (nxt, torch.cat(d_h, dim=1))

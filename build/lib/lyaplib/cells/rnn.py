@@ -1,0 +1,131 @@
+"""Vanilla recurrent networks: a functional RNN for the theory chapters, and torch.nn.RNN."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ._torch_layers import check_module, combined_bias, layer_weights, num_layers
+from .activations import Activation, resolve
+from .base import CellModule
+
+
+class VanillaRNN(CellModule):
+    """h <- (1 - leak) h + leak * phi(W h + U x + b);  state h, dim N.
+
+    Jacobian: J = (1 - leak) I + leak * diag(phi'(a)) W, applied to Q as a row
+    scaling of the one GEMM W @ Q.
+
+    Args:
+        weight_hh: W, (N, N).
+        weight_ih: U, (N, I), or None for an autonomous network.
+        bias: b, (N,), or None.
+        activation: "tanh", "relu", "sigmoid", "linear" or any elementwise callable.
+        leak: the leak rate alpha in (0, 1]; 1 is the plain (non-leaky) RNN.
+    """
+
+    def __init__(self, weight_hh: Tensor, weight_ih: Tensor | None = None,
+                 bias: Tensor | None = None, activation: str | Activation = "tanh",
+                 leak: float = 1.0):
+        super().__init__()
+        N = weight_hh.shape[0]
+        if weight_hh.ndim != 2 or weight_hh.shape[1] != N:
+            raise ValueError(f"weight_hh must be (N, N), got {tuple(weight_hh.shape)}")
+        if weight_ih is not None and (weight_ih.ndim != 2 or weight_ih.shape[0] != N):
+            raise ValueError(f"weight_ih must be (N, I) with N = {N}, got {tuple(weight_ih.shape)}")
+        if bias is not None and bias.shape != (N,):
+            raise ValueError(f"bias must be (N,) with N = {N}, got {tuple(bias.shape)}")
+        if not 0 < leak <= 1:
+            raise ValueError(f"leak must be in (0, 1], got {leak}")
+        # Buffers, not parameters: this is a fixed map for analysis (wrap a torch.nn.RNN
+        # with cells.RNN to train); they still follow .to() and dtype casts.
+        self.register_buffer("weight_hh", weight_hh.clone())
+        self.register_buffer("weight_ih", None if weight_ih is None else weight_ih.clone())
+        self.register_buffer("bias", None if bias is None else bias.clone())
+        self.phi, self.phi_prime = resolve(activation)
+        self.leak = float(leak)
+        self.dim = N
+
+    @classmethod
+    def random(cls, hidden_size: int, gain: float, input_size: int = 0, *,
+               activation: str | Activation = "tanh", leak: float = 1.0,
+               generator: torch.Generator | None = None,
+               dtype: torch.dtype | None = None) -> VanillaRNN:
+        """W_ij ~ N(0, gain^2 / N) and U_ij ~ N(0, 1 / I), so that U x has unit
+        variance per unit for standard normal inputs."""
+        W = torch.randn(hidden_size, hidden_size, generator=generator, dtype=dtype)
+        U = None
+        if input_size:
+            U = torch.randn(hidden_size, input_size, generator=generator, dtype=dtype)
+            U = U / math.sqrt(input_size)
+        return cls(W * gain / math.sqrt(hidden_size), U, activation=activation, leak=leak)
+
+    def preactivation(self, state: Tensor, x: Tensor | None) -> Tensor:
+        a = state @ self.weight_hh.T
+        if x is not None:
+            if self.weight_ih is None:
+                raise ValueError("this VanillaRNN has no weight_ih, so it takes no input (x=None)")
+            a = a + x @ self.weight_ih.T
+        return a if self.bias is None else a + self.bias
+
+    def step(self, state: Tensor, x: Tensor | None) -> Tensor:
+        a = self.preactivation(state, x)
+        return (1 - self.leak) * state + self.leak * self.phi(a)
+
+    def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
+        a = self.preactivation(state, x)
+        nxt = (1 - self.leak) * state + self.leak * self.phi(a)
+        JQ = (self.leak * self.phi_prime(a)).unsqueeze(-1) * (self.weight_hh @ Q)
+        return nxt, JQ if self.leak == 1 else JQ + (1 - self.leak) * Q
+
+
+class RNN(CellModule):
+    """A ``torch.nn.RNN`` or ``torch.nn.RNNCell`` (tanh or relu) as a Cell.
+
+    State layout: the hidden states of all layers stacked, [h_1, ..., h_L],
+    dim L N (layer 1 first, as in torch's ``h_n``). Inputs are (B, I) per step
+    whatever the module's ``batch_first``. Inter-layer dropout is not applied
+    (the map is analysed as in ``eval()`` mode).
+    """
+
+    def __init__(self, module: nn.RNN | nn.RNNCell):
+        super().__init__()
+        check_module(module, (nn.RNN, nn.RNNCell), "cells.RNN")
+        self.module = module
+        self.phi, self.phi_prime = resolve(module.nonlinearity)
+        self.hidden_size = module.hidden_size
+        self.num_layers = num_layers(module)
+        self.dim = self.num_layers * self.hidden_size
+
+    def _layers(self, state: Tensor, x: Tensor | None):
+        """Yield (layer weights, pre-activation a, new h) for each layer, bottom up."""
+        inp = x
+        for layer, h in zip(layer_weights(self.module), state.split(self.hidden_size, dim=-1),
+                            strict=True):
+            a = h @ layer.w_hh.T
+            if inp is not None:
+                a = a + inp @ layer.w_ih.T
+            bias = combined_bias(layer)
+            if bias is not None:
+                a = a + bias
+            new = self.phi(a)
+            yield layer, a, new
+            inp = new
+
+    def step(self, state: Tensor, x: Tensor | None) -> Tensor:
+        return torch.cat([new for _, _, new in self._layers(state, x)], dim=-1)
+
+    def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
+        news, tangents, d_below = [], [], None
+        for (layer, a, new), Q_l in zip(self._layers(state, x), Q.split(self.hidden_size, dim=1),
+                                        strict=True):
+            # dh_l' = phi'(a) * (W_hh dh_l + W_ih dh_{l-1}'), the layer below already stepped
+            d_pre = layer.w_hh @ Q_l
+            if d_below is not None:
+                d_pre = d_pre + layer.w_ih @ d_below
+            d_below = self.phi_prime(a).unsqueeze(-1) * d_pre
+            news.append(new)
+            tangents.append(d_below)
+        return torch.cat(news, dim=-1), torch.cat(tangents, dim=1)

@@ -1,0 +1,86 @@
+"""The book's standard figures, one function each. Every function draws on ``ax``
+(a new figure when None), labels its axes with units, and returns the axes."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+
+from .spectrum import LyapunovResult
+
+
+def _axes(ax: Axes | None) -> Axes:
+    return plt.subplots(figsize=(6, 3.6))[1] if ax is None else ax
+
+
+def plot_spectrum(result: LyapunovResult, ax: Axes | None = None, *, label: str | None = None,
+                  **style) -> Axes:
+    """Exponent against index, with standard-error bars over sequences."""
+    ax = _axes(ax)
+    idx = np.arange(1, result.k + 1)
+    err = result.stderr.cpu().numpy()
+    ax.errorbar(idx, result.exponents.cpu().numpy(), yerr=None if np.isnan(err).all() else err,
+                marker=style.pop("marker", "o"), ms=style.pop("ms", 3), capsize=2, label=label,
+                **style)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("index i")
+    ax.set_ylabel(f"$\\lambda_i$ ({result.unit} / step)")
+    if label:
+        ax.legend()
+    return ax
+
+
+def plot_convergence(result: LyapunovResult, ax: Axes | None = None, *, indices=(0,),
+                     exact: torch.Tensor | None = None) -> Axes:
+    """Running estimate of chosen exponents against accumulated steps (needs ``keep_trace``)."""
+    if result.trace is None:
+        raise ValueError("result has no trace: call lyapunov_spectrum(..., keep_trace=True)")
+    ax = _axes(ax)
+    steps = result.trace_steps.numpy()
+    for i in indices:
+        line, = ax.plot(steps, result.trace[:, i].cpu().numpy(), label=f"$\\lambda_{{{i + 1}}}$")
+        if exact is not None:
+            ax.axhline(float(exact[i]), ls="--", color=line.get_color(), lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("accumulated steps T")
+    ax.set_ylabel(f"running estimate ({result.unit} / step)")
+    ax.legend()
+    return ax
+
+
+def plot_spectra_by(spectra, values, ax: Axes | None = None, *, label: str = "validation loss",
+                    cmap: str = "viridis_r", unit: str = "nats") -> Axes:
+    """Many spectra (one row each) against index, coloured by a per-spectrum value.
+
+    ``spectra``: (R, k) array-like;  ``values``: (R,), e.g. each network's loss.
+    """
+    ax = _axes(ax)
+    spectra, values = np.asarray(spectra, dtype=float), np.asarray(values, dtype=float)
+    norm = plt.Normalize(values.min(), values.max())
+    colours = plt.get_cmap(cmap)(norm(values))
+    idx = np.arange(1, spectra.shape[1] + 1)
+    for row in np.argsort(-values):  # best networks drawn last, on top
+        ax.plot(idx, spectra[row], color=colours[row], lw=1)
+    ax.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=label)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("index i")
+    ax.set_ylabel(f"$\\lambda_i$ ({unit} / step)")
+    return ax
+
+
+def plot_correlation(x, y, ax: Axes | None = None, *, xlabel: str, ylabel: str,
+                     r: float | None = None, **style) -> Axes:
+    """Scatter of y against x with the least-squares line and Pearson r in the legend."""
+    ax = _axes(ax)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    r = np.corrcoef(x, y)[0, 1] if r is None else r
+    ax.scatter(x, y, s=style.pop("s", 18), **style)
+    slope, intercept = np.polyfit(x, y, 1)
+    grid = np.linspace(x.min(), x.max(), 2)
+    ax.plot(grid, slope * grid + intercept, color="0.3", lw=1, label=f"Pearson r = {r:.2f}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    return ax

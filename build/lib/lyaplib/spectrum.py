@@ -1,0 +1,315 @@
+"""The QR (Benettin) algorithm for Lyapunov spectra of driven or autonomous cells."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import stats
+from .cells.base import Cell
+from .orthonormalize import get_method
+
+_CHECK_EVERY = 256  # steps between host-side checks for non-finite values
+
+
+class LyapunovError(ValueError):
+    """The computation cannot go on: bad arguments or a non-finite state or tangent."""
+
+
+@dataclass(frozen=True)
+class LyapunovResult:
+    """Lyapunov exponents estimated by ``lyapunov_spectrum``.
+
+    Exponents are per step, in natural-log units ("nats") unless converted with
+    ``in_bits()``; index i is the i-th largest (as the QR ordering gives it).
+
+    Attributes:
+        per_sequence: (B, k) float64, one spectrum per input sequence.
+        steps: number of accumulated steps T (warm-up excluded).
+        dim: the state dimension D of the cell.
+        trace_per_sequence: (n, B, k) running estimates after each
+            orthonormalisation, when ``keep_trace`` was set.
+        trace_steps: (n,) accumulated steps at which the trace was taken.
+        state: (B, S) final state;  Q: (B, D, k) final orthonormal basis.
+        unit: "nats" or "bits".
+    """
+
+    per_sequence: Tensor
+    steps: int
+    dim: int
+    state: Tensor
+    Q: Tensor
+    trace_per_sequence: Tensor | None = None
+    trace_steps: Tensor | None = None
+    unit: str = "nats"
+
+    @property
+    def k(self) -> int:
+        return self.per_sequence.shape[-1]
+
+    @property
+    def exponents(self) -> Tensor:
+        """(k,) mean spectrum over the sequences."""
+        return self.per_sequence.mean(dim=0)
+
+    @property
+    def stderr(self) -> Tensor:
+        """(k,) standard error of the mean over sequences (NaN for a single sequence)."""
+        B = self.per_sequence.shape[0]
+        if B < 2:
+            return torch.full_like(self.exponents, float("nan"))
+        return self.per_sequence.std(dim=0) / math.sqrt(B)
+
+    @property
+    def trace(self) -> Tensor | None:
+        """(n, k) running estimate of the mean spectrum, for convergence plots."""
+        return None if self.trace_per_sequence is None else self.trace_per_sequence.mean(dim=1)
+
+    @property
+    def max(self) -> float:
+        return float(stats.spectrum_max(self.exponents))
+
+    @property
+    def mean(self) -> float:
+        return float(stats.spectrum_mean(self.exponents))
+
+    @property
+    def variance(self) -> float:
+        return float(stats.spectrum_variance(self.exponents))
+
+    @property
+    def kaplan_yorke(self) -> float:
+        """Kaplan-Yorke dimension; NaN when k < D and it is not determined by the k exponents."""
+        return float(stats.kaplan_yorke(self.exponents, dim=self.dim))
+
+    @property
+    def entropy(self) -> float:
+        """Sum of the positive exponents (an upper bound on the KS entropy, per step)."""
+        return float(stats.entropy(self.exponents))
+
+    def in_bits(self) -> LyapunovResult:
+        """The same result in bits per step (log2), the unit of the 2022 authors' code."""
+        if self.unit == "bits":
+            return self
+        scale = 1 / math.log(2)
+        trace = None if self.trace_per_sequence is None else self.trace_per_sequence * scale
+        return replace(self, per_sequence=self.per_sequence * scale,
+                       trace_per_sequence=trace, unit="bits")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{v:.4f}" for v in self.exponents[:6].tolist())
+        more = ", ..." if self.k > 6 else ""
+        B = self.per_sequence.shape[0]
+        return (f"LyapunovResult(k={self.k} of D={self.dim}, B={B}, T={self.steps}, "
+                f"{self.unit}/step: [{shown}{more}])")
+
+
+@torch.no_grad()  # the tangent map is propagated explicitly; no autograd graph over T steps
+def lyapunov_spectrum(
+    cell: Cell,
+    inputs: Tensor | int,
+    *,
+    k: int | None = None,
+    warmup: int = 0,
+    ortho_every: int = 1,
+    h0: Tensor | None = None,
+    Q0: Tensor | None = None,
+    dtype: torch.dtype | None = None,
+    method: str = "householder",
+    keep_trace: bool = False,
+    progress: bool = False,
+) -> LyapunovResult:
+    """Estimate the k largest Lyapunov exponents of ``cell`` along its trajectories.
+
+    For each of B sequences: h <- f(h, x_t), Q <- J_t Q, and every ``ortho_every``
+    steps (Q, R) <- qr(Q), accumulating log R_ii (in float64). The estimate is
+    the accumulated sum divided by the number of accumulated steps.
+
+    Args:
+        cell: a :class:`~lyaplib.cells.base.Cell`.
+        inputs: (B, T, I) input sequences, or an int T to run autonomously
+            (inputs ``None``; the batch size then comes from ``h0``, else 1).
+        k: number of exponents (1 <= k <= D); defaults to ``Q0``'s width or D.
+        warmup: the first ``warmup`` of the T steps (and their inputs) move the
+            state and Q onto the attractor, re-orthonormalising, without
+            accumulating. They are not fed again: T - warmup steps accumulate.
+        ortho_every: steps between orthonormalisations (T_ON). Larger is faster
+            but lets Q's columns collapse when k (lambda_1 - lambda_k) ortho_every
+            approaches ln(1/eps) of the dtype.
+        h0: initial state (B, S) or (S,), S = ``cell.state_dim`` (= D unless the cell
+            carries more state than it has exponents); default ``cell.initial_state(B)``.
+        Q0: initial basis (D, k) or (B, D, k), orthonormalised first; default
+            the first k columns of the identity.
+        dtype: dtype of the state and Q (e.g. torch.float64 for reference runs);
+            default the cell's parameter dtype. log R_ii always sums in float64.
+        method: orthonormalisation method, see ``lyaplib.orthonormalize.METHODS``.
+        keep_trace: record the running estimate after each orthonormalisation.
+        progress: show a tqdm progress bar over time steps.
+
+    Returns:
+        A :class:`LyapunovResult`.
+
+    Raises:
+        LyapunovError: on a bad argument (naming it), or when a state or tangent
+            becomes non-finite or singular (naming the step and sequence).
+    """
+    dim = _positive_int(getattr(cell, "dim", None), "cell.dim")
+    ortho = get_method(method)
+    warmup = _int_at_least(warmup, 0, "warmup")
+    ortho_every = _int_at_least(ortho_every, 1, "ortho_every")
+    dtype, device = _dtype_and_device(cell, inputs, h0, dtype)
+    cell = _cast(cell, dtype, device)
+
+    xs, T, B = _check_inputs(inputs, h0, dtype, device)
+    if warmup >= T:
+        raise LyapunovError(f"warmup must be smaller than the number of steps T={T}, got {warmup}")
+    state = _check_h0(h0, cell, B, getattr(cell, "state_dim", dim), dtype, device)
+    Q = _check_Q0(Q0, k, B, dim, dtype, device)
+    k = Q.shape[-1]
+    Q = ortho(Q)[0]
+
+    log_r = torch.zeros(B, k, dtype=torch.float64, device=device)
+    bad_state = torch.full((B,), -1, dtype=torch.long, device=device)
+    bad_tangent = torch.full((B,), -1, dtype=torch.long, device=device)
+    trace, trace_steps = [], []
+    steps = tqdm(range(T), desc="Lyapunov spectrum", unit="step") if progress else range(T)
+    for t in steps:
+        x = None if xs is None else xs[:, t]
+        state, Q = cell.tangent(state, x, Q)
+        _mark(bad_state, t, ~torch.isfinite(state).all(dim=-1))
+        start = 0 if t < warmup else warmup
+        if (t + 1 - start) % ortho_every == 0 or t + 1 in (warmup, T):
+            Q, r = ortho(Q)
+            lr = r.to(torch.float64).log()
+            _mark(bad_tangent, t, ~torch.isfinite(lr).all(dim=-1))
+            if t >= warmup:
+                log_r += lr
+                if keep_trace:
+                    trace.append(log_r / (t + 1 - warmup))
+                    trace_steps.append(t + 1 - warmup)
+        if (t + 1) % _CHECK_EVERY == 0:
+            _raise_if_bad(bad_state, bad_tangent)
+    _raise_if_bad(bad_state, bad_tangent)
+
+    return LyapunovResult(
+        per_sequence=log_r / (T - warmup),
+        steps=T - warmup,
+        dim=dim,
+        state=state,
+        Q=Q,
+        trace_per_sequence=torch.stack(trace) if keep_trace else None,
+        trace_steps=torch.tensor(trace_steps) if keep_trace else None,
+    )
+
+
+# --- argument checks -----------------------------------------------------------------------
+
+def _positive_int(value, name: str) -> int:
+    return _int_at_least(value, 1, name)
+
+
+def _int_at_least(value, low: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise LyapunovError(f"{name} must be an int >= {low}, got {value!r}")
+    return value
+
+
+def _dtype_and_device(cell, inputs, h0, dtype) -> tuple[torch.dtype, torch.device]:
+    """Explicit dtype, else the cell's parameters, else h0, else inputs, else the default."""
+    if dtype is not None and not dtype.is_floating_point:
+        raise LyapunovError(f"dtype must be a floating dtype, got {dtype}")
+    sources = []
+    if isinstance(cell, nn.Module):
+        sources += [t for t in (*cell.parameters(), *cell.buffers()) if t.is_floating_point()]
+    sources += [t for t in (h0, inputs) if isinstance(t, Tensor) and t.is_floating_point()]
+    first = sources[0] if sources else None
+    dtype = dtype or (first.dtype if first is not None else torch.get_default_dtype())
+    device = first.device if first is not None else torch.device("cpu")
+    return dtype, device
+
+
+def _cast(cell: Cell, dtype: torch.dtype, device: torch.device) -> Cell:
+    """A copy of the cell in ``dtype`` on ``device`` if it is not already; never mutates it."""
+    if not isinstance(cell, nn.Module):
+        return cell
+    tensors = [t for t in (*cell.parameters(), *cell.buffers()) if t.is_floating_point()]
+    if all(t.dtype == dtype and t.device == device for t in tensors):
+        return cell
+    return copy.deepcopy(cell).to(device=device, dtype=dtype)
+
+
+def _check_inputs(inputs, h0, dtype, device) -> tuple[Tensor | None, int, int]:
+    if isinstance(inputs, bool):
+        raise LyapunovError(f"inputs must be a (B, T, I) tensor or an int T, got {inputs!r}")
+    if isinstance(inputs, int):
+        T = _positive_int(inputs, "inputs (number of steps T)")
+        B = h0.shape[0] if isinstance(h0, Tensor) and h0.ndim == 2 else 1
+        return None, T, B
+    if not isinstance(inputs, Tensor):
+        raise LyapunovError(f"inputs must be a (B, T, I) tensor or an int T, got {type(inputs)}")
+    if inputs.ndim != 3:
+        raise LyapunovError(
+            f"inputs must have shape (B, T, I), got {tuple(inputs.shape)}"
+            + (" (add a batch axis with inputs[None])" if inputs.ndim == 2 else ""))
+    B, T, _ = inputs.shape
+    if B < 1 or T < 1:
+        raise LyapunovError(f"inputs must have B >= 1 and T >= 1, got shape {tuple(inputs.shape)}")
+    return inputs.to(device=device, dtype=dtype), T, B
+
+
+def _check_h0(h0, cell, B, state_dim, dtype, device) -> Tensor:
+    if h0 is None:
+        h0 = cell.initial_state(B)
+    if not isinstance(h0, Tensor):
+        raise LyapunovError(f"h0 must be a tensor of shape (B, S) or (S,), got {type(h0)}")
+    if h0.ndim == 1:
+        h0 = h0.expand(B, -1)
+    if h0.shape != (B, state_dim):
+        raise LyapunovError(f"h0 must have shape (B, S) = {(B, state_dim)} or (S,), "
+                            f"got {tuple(h0.shape)}")
+    return h0.to(device=device, dtype=dtype)
+
+
+def _check_Q0(Q0, k, B, dim, dtype, device) -> Tensor:
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= dim):
+        raise LyapunovError(f"k must be an int with 1 <= k <= D = {dim}, got {k!r}")
+    if Q0 is None:
+        k = dim if k is None else k
+        eye = torch.eye(dim, k, dtype=dtype, device=device)
+        return eye.expand(B, dim, k).clone()
+    if not isinstance(Q0, Tensor) or Q0.ndim not in (2, 3):
+        raise LyapunovError("Q0 must be a tensor of shape (D, k) or (B, D, k)")
+    if Q0.ndim == 2:
+        Q0 = Q0.expand(B, *Q0.shape)
+    if Q0.shape[:2] != (B, dim) or (k is not None and Q0.shape[2] != k):
+        raise LyapunovError(f"Q0 must have shape (B, D, k) = {(B, dim, k or 'k')} or (D, k), "
+                            f"got {tuple(Q0.shape)}")
+    if not 1 <= Q0.shape[2] <= dim:
+        raise LyapunovError(f"Q0 must have 1 <= k <= D = {dim} columns, got {Q0.shape[2]}")
+    return Q0.to(device=device, dtype=dtype).clone()
+
+
+# --- non-finite tracking without a host sync every step --------------------------------------
+
+def _mark(first_bad: Tensor, t: int, bad: Tensor) -> None:
+    """Record step t for the sequences that are bad now and were fine before (in place)."""
+    first_bad.masked_fill_(bad & (first_bad < 0), t)
+
+
+def _raise_if_bad(bad_state: Tensor, bad_tangent: Tensor) -> None:
+    for first_bad, what in ((bad_state, "the state became non-finite"),
+                            (bad_tangent, "the tangent became non-finite or singular "
+                                          "(|R_ii| = 0, inf or NaN)")):
+        hit = first_bad >= 0
+        if bool(hit.any()):
+            steps = torch.where(hit, first_bad, torch.iinfo(torch.long).max)
+            seq = int(steps.argmin())
+            raise LyapunovError(
+                f"{what} at step {int(steps[seq])} of sequence {seq} "
+                f"({int(hit.sum())} of {hit.numel()} sequences affected); "
+                "check the cell's parameters, the inputs' scale and the initial state")

@@ -1,0 +1,394 @@
+"""Models and training loops for the 2022 paper's experiments, with Lyapunov tracking.
+
+A *task* (``CharTask`` for War and Peace, ``MocapTask`` for CMU Mocap) knows its
+data, its loss and which held-out inputs drive the spectrum. ``train`` fits an
+``LSTMPredictor`` with Adam, computes the spectrum at chosen epochs through a
+``LyapunovTracker`` (without touching the training's random numbers), and can
+resume from a checkpoint. ``run_sweep`` trains many configurations and appends
+one result row per run to a JSON-lines file, atomically and resumably.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import cells
+from .data import Corpus, MocapData
+from .spectrum import LyapunovResult, lyapunov_spectrum
+
+
+class LSTMPredictor(nn.Module):
+    """(B, L, I) inputs -> LSTM(N) -> dropout -> linear -> (B, L, O) predictions.
+
+    Every weight and bias starts uniform on [-init, init] (the paper's ``p``).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int, *,
+                 dropout: float = 0.1, init: float = 0.08, num_layers: int = 1):
+        super().__init__()
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not init > 0:
+            raise ValueError(f"init (the U(-p, p) half-width p) must be > 0, got {init}")
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True,
+                            dropout=dropout if num_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.decoder = nn.Linear(hidden_size, output_size)
+        with torch.no_grad():
+            for weight in self.parameters():
+                weight.uniform_(-init, init)
+
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None):
+        """x (B, L, I) -> (predictions (B, L, O), final (h, c))."""
+        h, state = self.lstm(x, state)
+        return self.decoder(self.dropout(h)), state
+
+    def cell(self, state: cells.gated.StateConvention = "hidden") -> cells.LSTM:
+        """The recurrent layer as a Cell (it shares this model's live weights)."""
+        return cells.LSTM(self.lstm, state=state)
+
+
+# ----------------------------------------------------------------------------- tasks
+
+class CharTask:
+    """Next-character prediction on a :class:`~lyaplib.data.Corpus` (cross-entropy, nats)."""
+
+    def __init__(self, corpus: Corpus, seq_len: int = 100):
+        self.corpus, self.seq_len = corpus, seq_len
+        self.input_size = self.output_size = len(corpus.vocab)
+        self.val_split = "val"
+
+    def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None,
+                max_batches: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y in self.corpus.batches(split, self.seq_len, batch_size, shuffle=split == "train",
+                                        generator=generator, max_batches=max_batches):
+            yield self.corpus.one_hot(x), y
+
+    def loss(self, out: Tensor, target: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(out.flatten(0, 1), target.flatten())
+
+    def lyapunov_inputs(self, count: int = 10, length: int = 100) -> Tensor:
+        """(count, length, V) one-hot windows of the validation split."""
+        return self.corpus.one_hot(self.corpus.sequences("val", count, length))
+
+
+class MocapTask:
+    """Next-frame prediction on :class:`~lyaplib.data.MocapData` (mean squared error)."""
+
+    def __init__(self, data: MocapData, seq_len: int = 25):
+        self.data, self.seq_len = data, seq_len
+        self.input_size = self.output_size = data.dims
+        self.val_split = "test"
+        self._windows = {s: data.windows(s, seq_len) for s in ("train", "test")}
+
+    def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None,
+                max_batches: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        w = self._windows[split]
+        order = torch.randperm(len(w), generator=generator) if split == "train" else None
+        w = w if order is None else w[order]
+        if max_batches is not None:
+            w = w[: max_batches * batch_size]
+        for chunk in w.split(batch_size):
+            yield chunk[:, :-1], chunk[:, 1:]
+
+    def loss(self, out: Tensor, target: Tensor) -> Tensor:
+        return nn.functional.mse_loss(out, target)
+
+    def lyapunov_inputs(self, count: int = 10, length: int = 100) -> Tensor:
+        """(count, length, dims) windows of the test recordings."""
+        return self.data.sequences("test", count, length)
+
+
+Task = CharTask | MocapTask
+
+
+# ----------------------------------------------------------------------------- tracking
+
+class LyapunovTracker:
+    """Computes the spectrum of a model's LSTM on fixed held-out inputs at chosen epochs.
+
+    It runs under ``torch.no_grad`` on the live weights (or a cast copy when
+    ``dtype`` differs) inside ``torch.random.fork_rng``, so training continues
+    exactly as it would have without it. Epoch 0 is the untrained network.
+
+    Args:
+        inputs: (B, T, I) held-out inputs (the paper: 10 sequences x 100 steps).
+        epochs: the epochs to measure at; None for every epoch (and epoch 0).
+        state: "hidden" (the paper's N exponents) or "full" (the (h, c) system, 2N).
+        k, warmup: passed to :func:`~lyaplib.lyapunov_spectrum`.
+        dtype: float64 by default: trained networks saturate some units, and in
+            float32 a saturated unit's derivative underflows to exactly 0, which
+            makes the Jacobian exactly singular (an exponent of -inf).
+    """
+
+    def __init__(self, inputs: Tensor, epochs: Sequence[int] | None = None, *,
+                 state: cells.gated.StateConvention = "hidden", k: int | None = None,
+                 warmup: int = 0, dtype: torch.dtype = torch.float64):
+        if inputs.ndim != 3:
+            raise ValueError(f"inputs must be (B, T, I), got shape {tuple(inputs.shape)}")
+        self.inputs, self.state, self.k, self.warmup, self.dtype = inputs, state, k, warmup, dtype
+        self.epochs = None if epochs is None else set(epochs)
+
+    def wants(self, epoch: int) -> bool:
+        return self.epochs is None or epoch in self.epochs
+
+    def __call__(self, model: LSTMPredictor) -> LyapunovResult:
+        device = next(model.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            return lyapunov_spectrum(model.cell(self.state), self.inputs.to(device), k=self.k,
+                                     warmup=self.warmup, dtype=self.dtype)
+
+
+# ----------------------------------------------------------------------------- training
+
+@dataclass
+class History:
+    """What ``train`` measured; ``spectra[e]`` is the spectrum after epoch e (0: at init)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)       # after epochs 1, 2, ...
+    epoch_seconds: list[float] = field(default_factory=list)  # training only, no validation/LE
+    iterations: list[int] = field(default_factory=list)       # optimizer steps per epoch
+    spectra: dict[int, list[float]] = field(default_factory=dict)
+    le_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.val_loss)
+
+    @property
+    def best_epoch(self) -> int:
+        """1-based epoch of the lowest validation loss."""
+        return min(range(self.epochs), key=self.val_loss.__getitem__) + 1
+
+    def spectrum(self, epoch: int) -> Tensor:
+        return torch.tensor(self.spectra[epoch], dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run. ``max_batches`` caps an epoch (small presets); None = all data."""
+
+    hidden_size: int = 128
+    dropout: float = 0.1
+    lr: float = 2e-3
+    init: float = 0.08
+    epochs: int = 15
+    batch_size: int = 128
+    max_batches: int | None = None
+    val_batches: int | None = None
+    clip: float | None = 5.0
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("hidden_size", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    @property
+    def run_id(self) -> str:
+        """A stable id for the configuration (used to skip runs already done)."""
+        canonical = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha1(canonical.encode()).hexdigest()[:12]
+
+    def model(self, task: Task) -> LSTMPredictor:
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            return LSTMPredictor(task.input_size, self.hidden_size, task.output_size,
+                                 dropout=self.dropout, init=self.init)
+
+
+@torch.no_grad()
+def evaluate(model: LSTMPredictor, task: Task, split: str, batch_size: int = 128,
+             max_batches: int | None = None) -> float:
+    """Mean loss over ``split`` (weighted by batch size), dropout off."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for x, y in task.batches(split, batch_size, max_batches=max_batches):
+        out, _ = model(x.to(device))
+        total += task.loss(out, y.to(device)).item() * len(x)
+        count += len(x)
+    model.train(was_training)
+    return total / count
+
+
+def train(model: LSTMPredictor, task: Task, config: RunConfig, *,
+          tracker: LyapunovTracker | None = None, checkpoint: str | os.PathLike | None = None,
+          progress: bool = True) -> History:
+    """Train with Adam for ``config.epochs`` epochs; return the :class:`History`.
+
+    With ``checkpoint``, the model, optimizer, history and random state are
+    saved (atomically) after every epoch, and a later call with the same path
+    continues where it stopped, giving the same result as an uninterrupted run.
+    Global random state is left as it was (training runs in ``fork_rng``).
+    """
+    device = next(model.parameters()).device
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    history, start = History(), 0
+    path = None if checkpoint is None else Path(checkpoint)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        if path is not None and path.is_file():
+            start, history = _load_checkpoint(path, model, optimizer)
+        if start == 0 and tracker is not None and tracker.wants(0):
+            _track(tracker, model, history, 0)
+        bar = tqdm(range(start + 1, config.epochs + 1), desc="epochs", disable=not progress,
+                   initial=start, total=config.epochs, leave=False)
+        for epoch in bar:
+            model.train()
+            generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+            began, losses = time.perf_counter(), []
+            for x, y in task.batches("train", config.batch_size, generator, config.max_batches):
+                optimizer.zero_grad(set_to_none=True)
+                out, _ = model(x.to(device))
+                loss = task.loss(out, y.to(device))
+                loss.backward()
+                if config.clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+                optimizer.step()
+                losses.append(loss.detach())
+            train_loss = torch.stack(losses).mean().item()  # one sync per epoch
+            history.epoch_seconds.append(time.perf_counter() - began)
+            history.iterations.append(len(losses))
+            history.train_loss.append(train_loss)
+            history.val_loss.append(evaluate(model, task, task.val_split, config.batch_size,
+                                             config.val_batches))
+            if not math.isfinite(history.val_loss[-1]):
+                raise FloatingPointError(f"validation loss is {history.val_loss[-1]} after "
+                                         f"epoch {epoch} (lr={config.lr} too large?)")
+            if tracker is not None and tracker.wants(epoch):
+                _track(tracker, model, history, epoch)
+            bar.set_postfix(val=f"{history.val_loss[-1]:.3f}")
+            if path is not None:
+                _save_checkpoint(path, model, optimizer, history, epoch)
+    return history
+
+
+def _track(tracker: LyapunovTracker, model: LSTMPredictor, history: History, epoch: int):
+    if next(model.parameters()).is_cuda:
+        torch.cuda.synchronize()
+    began = time.perf_counter()
+    result = tracker(model)
+    exponents = result.exponents.tolist()  # the host copy ends the timed region
+    history.le_seconds.append(time.perf_counter() - began)
+    history.spectra[epoch] = exponents
+
+
+def _save_checkpoint(path: Path, model, optimizer, history: History, epoch: int) -> None:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+             "history": asdict(history), "rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    _atomic_write(path, lambda f: torch.save(state, f))
+
+
+def _load_checkpoint(path: Path, model, optimizer) -> tuple[int, History]:
+    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"].cpu())
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    return state["epoch"], History(**state["history"])
+
+
+def _atomic_write(path: Path, write: Callable) -> None:
+    """Write to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+def train_and_measure(task: Task, config: RunConfig, *, le_epochs: Sequence[int] | None = None,
+                      le_count: int = 10, le_length: int = 100,
+                      states: Sequence[str] = ("hidden",), checkpoint=None,
+                      progress: bool = False, device: torch.device | None = None) -> dict:
+    """Train one configuration and return its result row (JSON-ready).
+
+    The spectrum (``state="hidden"``) is tracked at ``le_epochs`` (default: 0
+    and the last); the final network's spectrum is also computed for every
+    convention in ``states``. Row fields: the config, ``run_id``, ``val_loss``
+    per epoch, ``best_val_loss``, ``best_epoch``, ``spectra`` {epoch: list},
+    ``final_<state>`` spectra, ``epoch_seconds``, ``iterations``, ``le_seconds``.
+    """
+    epochs = [0, config.epochs] if le_epochs is None else list(le_epochs)
+    model = config.model(task).to(device or torch.device("cpu"))
+    inputs = task.lyapunov_inputs(le_count, le_length)
+    history = train(model, task, config, tracker=LyapunovTracker(inputs, epochs),
+                    checkpoint=checkpoint, progress=progress)
+    row = {**asdict(config), "run_id": config.run_id, "val_loss": history.val_loss,
+           "train_loss": history.train_loss, "best_val_loss": min(history.val_loss),
+           "best_epoch": history.best_epoch,
+           "spectra": {str(e): s for e, s in history.spectra.items()},
+           "epoch_seconds": history.epoch_seconds, "iterations": history.iterations,
+           "le_seconds": history.le_seconds}
+    for state in states:
+        row[f"final_{state}"] = LyapunovTracker(inputs, state=state)(model).exponents.tolist()
+    return row
+
+
+def read_results(path: str | os.PathLike) -> list[dict]:
+    """The rows of a JSON-lines results file (empty if it does not exist yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def append_result(path: str | os.PathLike, row: dict) -> None:
+    """Append one row atomically: the file is rewritten beside itself and renamed."""
+    path = Path(path)
+    lines = [json.dumps(r) for r in read_results(path)] + [json.dumps(row)]
+    _atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
+
+
+def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dict],
+              path: str | os.PathLike, *, progress: bool = True, desc: str = "runs") -> list[dict]:
+    """Run every configuration whose ``run_id`` is not yet in ``path``; return all rows.
+
+    ``run(config, checkpoint)`` trains one configuration (resuming from
+    ``checkpoint`` if it exists) and returns its row. Each finished row is
+    appended atomically and its checkpoint deleted, so an interrupted sweep
+    resumes without losing or repeating runs.
+    """
+    path = Path(path)
+    ids = [c.run_id for c in configs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("configs contains duplicate configurations")
+    done = {r["run_id"] for r in read_results(path)}
+    todo = [c for c in configs if c.run_id not in done]
+    ckpt_dir = path.with_name(path.stem + "_checkpoints")
+    for config in tqdm(todo, desc=desc, disable=not progress or not todo):
+        checkpoint = ckpt_dir / f"{config.run_id}.pt"
+        row = run(config, checkpoint)
+        append_result(path, {**row, "run_id": config.run_id})
+        checkpoint.unlink(missing_ok=True)
+    rows = {r["run_id"]: r for r in read_results(path)}
+    return [rows[i] for i in ids]
