@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import cells
+from ._io import atomic_write
 from .data import Corpus, MocapData
 from .spectrum import LyapunovResult, lyapunov_spectrum
 
@@ -295,7 +295,7 @@ def _save_checkpoint(path: Path, model, optimizer, history: History, epoch: int)
              "history": asdict(history), "rng": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    _atomic_write(path, lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def _load_checkpoint(path: Path, model, optimizer) -> tuple[int, History]:
@@ -306,21 +306,6 @@ def _load_checkpoint(path: Path, model, optimizer) -> tuple[int, History]:
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
     return state["epoch"], History(**state["history"])
-
-
-def _atomic_write(path: Path, write: Callable) -> None:
-    """Write to a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -366,7 +351,7 @@ def append_result(path: str | os.PathLike, row: dict) -> None:
     """Append one row atomically: the file is rewritten beside itself and renamed."""
     path = Path(path)
     lines = [json.dumps(r) for r in read_results(path)] + [json.dumps(row)]
-    _atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
+    atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
 
 
 def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dict],

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lyaplib import data, lyapunov_spectrum, tasks
+from lyaplib._io import atomic_write
 from lyaplib.data import Corpus
 
 
@@ -154,7 +155,7 @@ def test_failed_write_leaves_the_results_file_intact(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        tasks._atomic_write(path, crash_midway)
+        atomic_write(path, crash_midway)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
         "results.jsonl"]
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from .._io import atomic_write
 
 ENV_VAR = "LYAPLIB_DATA"
 
@@ -79,18 +80,13 @@ def search_roots(root: str | os.PathLike | None) -> Iterator[tuple[Path, str]]:
 
 def download(url: str, dest: Path, check: Callable[[Path], None]) -> Path:
     """Fetch ``url`` into ``dest`` atomically: temp file, ``check`` it, then rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+
+    def fetch(out):
+        with urllib.request.urlopen(url, timeout=60) as response:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
-        check(Path(tmp))
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+
+    return atomic_write(dest, fetch, check)
 
 
 def in_colab() -> bool:
