@@ -377,3 +377,62 @@ def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dic
         checkpoint.unlink(missing_ok=True)
     rows = {r["run_id"]: r for r in read_results(path)}
     return [rows[i] for i in ids]
+
+
+# ----------------------------------------------------------------------------- FORCE learning
+
+def four_sines(steps: int, dt: float = 0.1, generator: torch.Generator | None = None,
+               dtype: torch.dtype | None = None) -> Tensor:
+    """The AeLLE target: f(t) = sum_k sin(f_k pi t / 60) / s_k, t = n dt, (steps,).
+
+    Four terms with random integers s_k in 1..10 and f_k in 1..5.
+    """
+    s = torch.randint(1, 11, (4,), generator=generator)
+    f = torch.randint(1, 6, (4,), generator=generator)
+    t = torch.arange(steps, dtype=dtype or torch.get_default_dtype()) * dt
+    return (torch.sin(f[:, None] * math.pi * t / 60) / s[:, None]).sum(0)
+
+
+@dataclass
+class ForceResult:
+    """Errors are mean |f - z|; ``z_test``/``target_test`` the free run after training."""
+
+    train_error: float
+    test_error: float
+    z_test: Tensor
+    target_test: Tensor
+    state: Tensor
+
+
+@torch.no_grad()
+def train_force(net: cells.ForceRNN, target: Tensor, train_steps: int, *, every: int = 2,
+                alpha: float = 1.0, washout: int = 0, progress: bool = False) -> ForceResult:
+    """Learn ``net.w_o`` by recursive least squares (FORCE), then run freely.
+
+    Steps 0..``train_steps`` of ``target`` (T,) are learned: every ``every`` steps
+    the error e = z - f updates P (P_0 = I / alpha) and w_o <- w_o - e P r.
+    The rest of ``target`` is the test: the network runs on its own output,
+    and ``test_error`` = mean |f - z| there.
+    """
+    if target.ndim != 1 or not 0 < train_steps < len(target):
+        raise ValueError(f"target must be (T,) with 0 < train_steps < T, got "
+                         f"{tuple(target.shape)} and train_steps={train_steps}")
+    N, dtype = net.hidden_size, net.M.dtype
+    target = target.to(dtype=dtype, device=net.M.device)
+    P = torch.eye(N, dtype=dtype, device=target.device) / alpha
+    x = 0.5 * torch.randn(1, N, dtype=dtype, generator=None).to(target.device)
+    z_all = torch.empty_like(target)
+    for n in tqdm(range(len(target)), desc="FORCE", disable=not progress, leave=False):
+        x = net.step(x, None)
+        r = torch.tanh(x[0])
+        z_all[n] = r @ net.w_o
+        if washout <= n < train_steps and n % every == 0:
+            Pr = P @ r
+            k = Pr / (1 + r @ Pr)
+            P -= torch.outer(k, Pr)
+            net.w_o -= (z_all[n] - target[n]) * k
+    err = (z_all - target).abs()
+    return ForceResult(train_error=float(err[washout:train_steps].mean()),
+                       test_error=float(err[train_steps:].mean()),
+                       z_test=z_all[train_steps:].cpu(), target_test=target[train_steps:].cpu(),
+                       state=x)

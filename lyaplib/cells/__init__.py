@@ -3,9 +3,11 @@
 from .base import AutogradCell, Cell, CellModule
 from .gated import GRU, LSTM
 from .maps import Henon, LinearMap, Logistic, Lorenz
-from .rnn import RNN, VanillaRNN
+from .oscillatory import LEM, AntisymmetricRNN, CoRNN, LipschitzRNN, NoisyRNN, RecurrentModule
+from .rnn import RNN, ForceRNN, VanillaRNN
 
 __all__ = [
-    "GRU", "LSTM", "RNN", "AutogradCell", "Cell", "CellModule", "Henon", "LinearMap", "Logistic",
-    "Lorenz", "VanillaRNN",
+    "GRU", "LEM", "LSTM", "RNN", "AntisymmetricRNN", "AutogradCell", "Cell", "CellModule",
+    "CoRNN", "ForceRNN", "Henon", "LinearMap", "LipschitzRNN", "Logistic", "Lorenz", "NoisyRNN",
+    "RecurrentModule", "VanillaRNN",
 ]

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ._torch_layers import check_module, combined_bias, layer_weights, num_layers
-from .activations import Activation, resolve
+from .activations import Activation, resolve, tanh_prime
 from .base import CellModule
 
 
@@ -129,3 +129,57 @@ class RNN(CellModule):
             news.append(new)
             tangents.append(d_below)
         return torch.cat(news, dim=-1), torch.cat(tangents, dim=1)
+
+
+class ForceRNN(CellModule):
+    """The leaky rate network of FORCE learning (Sussillo & Abbott 2009), rank-1 feedback.
+
+    x <- (1 - dt) x + dt (M r + w_f z + U u),  r = tanh(x),  z = w_o . r.
+
+    M is sparse Gaussian (``density``) scaled by g / sqrt(density N), so that
+    g > 1 is chaotic without feedback; w_f ~ U(-1, 1); the read-out w_o starts
+    at 0 and is learned by recursive least squares (``tasks.train_force``).
+    Jacobian: (1 - dt) I + dt (M + w_f w_o^T) diag(1 - tanh^2 x); the tangent
+    applies it as a row scaling, one GEMM with M and a rank-1 update.
+    """
+
+    def __init__(self, input_size: int = 0, hidden_size: int = 512, *, g: float = 1.5,
+                 dt: float = 0.1, density: float = 0.1,
+                 generator: torch.Generator | None = None, dtype: torch.dtype | None = None):
+        super().__init__()
+        if input_size < 0 or hidden_size < 1:
+            raise ValueError(f"input_size must be >= 0 and hidden_size >= 1, "
+                             f"got {input_size} and {hidden_size}")
+        if not 0 < density <= 1:
+            raise ValueError(f"density must be in (0, 1], got {density}")
+        if not 0 < dt <= 1:
+            raise ValueError(f"dt must be in (0, 1], got {dt}")
+        N = hidden_size
+        mask = torch.rand(N, N, generator=generator, dtype=dtype) < density
+        M = torch.randn(N, N, generator=generator, dtype=dtype) * mask * g / math.sqrt(density * N)
+        self.register_buffer("M", M)
+        self.register_buffer("w_f", 2 * torch.rand(N, generator=generator, dtype=dtype) - 1)
+        self.register_buffer("w_o", torch.zeros(N, dtype=M.dtype))
+        self.register_buffer("U", torch.randn(N, input_size, generator=generator, dtype=dtype))
+        self.input_size, self.hidden_size, self.dim = input_size, N, N
+        self.g, self.dt = float(g), float(dt)
+
+    def readout(self, state: Tensor) -> Tensor:
+        """z = w_o . tanh(x), shape (B,)."""
+        return torch.tanh(state) @ self.w_o
+
+    def _drive(self, state: Tensor, x: Tensor | None) -> tuple[Tensor, Tensor]:
+        r = torch.tanh(state)
+        drive = r @ self.M.T + (r @ self.w_o).unsqueeze(-1) * self.w_f
+        if x is not None:
+            drive = drive + x @ self.U.T
+        return (1 - self.dt) * state + self.dt * drive, r
+
+    def step(self, state: Tensor, x: Tensor | None) -> Tensor:
+        return self._drive(state, x)[0]
+
+    def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
+        nxt, _ = self._drive(state, x)
+        S = tanh_prime(state).unsqueeze(-1) * Q  # diag(1 - tanh^2 x) Q
+        feedback = self.w_f.unsqueeze(-1) * (self.w_o @ S).unsqueeze(-2)  # w_f (w_o^T S)
+        return nxt, (1 - self.dt) * Q + self.dt * (torch.matmul(self.M, S) + feedback)
