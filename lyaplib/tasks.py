@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import cells
 from ._io import atomic_write
-from .data import Corpus, MocapData
+from .data import Corpus, MnistData, MocapData, as_sequences
 from .spectrum import LyapunovResult, lyapunov_spectrum
 
 
@@ -60,6 +60,69 @@ class LSTMPredictor(nn.Module):
         return cells.LSTM(self.lstm, state=state)
 
 
+TORCH_RECURRENT = {"lstm": (nn.LSTM, cells.LSTM), "gru": (nn.GRU, cells.GRU),
+                   "rnn": (nn.RNN, cells.RNN)}
+ZOO = {"antisymmetric": cells.AntisymmetricRNN, "cornn": cells.CoRNN,
+       "lipschitz": cells.LipschitzRNN, "noisy": cells.NoisyRNN, "lem": cells.LEM}
+ARCHITECTURES = (*TORCH_RECURRENT, *ZOO)
+
+
+class RecurrentClassifier(nn.Module):
+    """Any architecture of the zoo, read out linearly from its last hidden state.
+
+    ``architecture``: "lstm", "gru", "rnn" (torch.nn modules, wrapped by the
+    gated/rnn cells for analysis) or "antisymmetric", "cornn", "lipschitz",
+    "noisy", "lem" (``lyaplib.cells``, each its own Cell). ``init``: when
+    given, every recurrent parameter starts uniform on [-init, init];
+    otherwise each architecture keeps its own default initialisation.
+    """
+
+    def __init__(self, architecture: str, input_size: int, hidden_size: int,
+                 num_classes: int, *, init: float | None = None, **hyperparameters):
+        super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        self.architecture = architecture
+        if architecture in TORCH_RECURRENT:
+            self.recurrent = TORCH_RECURRENT[architecture][0](
+                input_size, hidden_size, batch_first=True, **hyperparameters)
+        else:
+            self.recurrent = ZOO[architecture](input_size, hidden_size, **hyperparameters)
+        if init is not None:
+            with torch.no_grad():
+                for weight in self.recurrent.parameters():
+                    weight.uniform_(-init, init)
+        self.readout = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x: Tensor, state=None, *, stepwise: bool = False):
+        """x (B, T, I) -> (logits (B, classes) from the last step, final state).
+
+        ``stepwise`` unrolls the Cell's ``step`` in Python instead of calling the
+        fused torch.nn kernel: plain tensor operations, which ``torch.func.vmap``
+        can batch over a population of networks.
+        """
+        if self.architecture in TORCH_RECURRENT and not stepwise:
+            h, state = self.recurrent(x, state)
+            return self.readout(h[:, -1]), state
+        cell = self.cell("full")
+        state = cell.initial_state(x.shape[0]).to(x) if state is None else state
+        for t in range(x.shape[1]):
+            state = cell.step(state, x[:, t])
+        return self.readout(state[..., : self.hidden_size]), state
+
+    @property
+    def hidden_size(self) -> int:
+        return self.recurrent.hidden_size
+
+    def cell(self, state: cells.gated.StateConvention = "full") -> cells.Cell:
+        """The recurrent part as a Cell sharing this model's weights."""
+        if self.architecture in TORCH_RECURRENT:
+            wrapper = TORCH_RECURRENT[self.architecture][1]
+            return wrapper(self.recurrent, state=state) if self.architecture != "rnn" else \
+                wrapper(self.recurrent)
+        return self.recurrent
+
+
 # ----------------------------------------------------------------------------- tasks
 
 class CharTask:
@@ -78,6 +141,10 @@ class CharTask:
 
     def loss(self, out: Tensor, target: Tensor) -> Tensor:
         return nn.functional.cross_entropy(out.flatten(0, 1), target.flatten())
+
+    def make_model(self, config: RunConfig) -> LSTMPredictor:
+        return LSTMPredictor(self.input_size, config.hidden_size, self.output_size,
+                             dropout=config.dropout, init=config.init)
 
     def lyapunov_inputs(self, count: int = 10, length: int = 100) -> Tensor:
         """(count, length, V) one-hot windows of the validation split."""
@@ -106,12 +173,72 @@ class MocapTask:
     def loss(self, out: Tensor, target: Tensor) -> Tensor:
         return nn.functional.mse_loss(out, target)
 
+    def make_model(self, config: RunConfig) -> LSTMPredictor:
+        return LSTMPredictor(self.input_size, config.hidden_size, self.output_size,
+                             dropout=config.dropout, init=config.init)
+
     def lyapunov_inputs(self, count: int = 10, length: int = 100) -> Tensor:
         """(count, length, dims) windows of the test recordings."""
         return self.data.sequences("test", count, length)
 
 
-Task = CharTask | MocapTask
+class SequenceClassificationTask:
+    """Classify images read as sequences (sequential / permuted MNIST), cross-entropy."""
+
+    def __init__(self, images: MnistData, mode: str = "row", permutation: Tensor | None = None,
+                 train_size: int | None = None, test_size: int | None = None):
+        self.images, self.mode, self.permutation = images, mode, permutation
+        self.sizes = {"train": train_size, "val": test_size, "test": test_size}
+        x, _ = self._split("test")
+        self.input_size, self.output_size = x.shape[-1], 10
+        self.val_split = "val"
+
+    def _split(self, split: str) -> tuple[Tensor, Tensor]:
+        x, y = self.images.split(split)
+        n = self.sizes.get(split)
+        x, y = (x, y) if n is None else (x[:n], y[:n])
+        return as_sequences(x, self.mode, self.permutation), y
+
+    def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None,
+                max_batches: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        x, y = self._split(split)
+        order = torch.randperm(len(x), generator=generator) if split == "train" else \
+            torch.arange(len(x))
+        if max_batches is not None:
+            order = order[: max_batches * batch_size]
+        for idx in order.split(batch_size):
+            yield x[idx], y[idx]
+
+    def loss(self, out: Tensor, target: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(out, target)
+
+    def make_model(self, config: RunConfig) -> RecurrentClassifier:
+        return RecurrentClassifier(config.architecture, self.input_size, config.hidden_size,
+                                   self.output_size, init=config.init)
+
+    def lyapunov_inputs(self, count: int = 10, length: int = 112) -> Tensor:
+        """(count, length, I): consecutive test images read one after another."""
+        x, _ = self._split("test")
+        per = math.ceil(length / x.shape[1])
+        if count * per > len(x):
+            raise ValueError(f"count x length needs {count * per} test images, have {len(x)}")
+        return x[: count * per].reshape(count, per * x.shape[1], -1)[:, :length]
+
+    @torch.no_grad()
+    def accuracy(self, model: nn.Module, split: str = "test", batch_size: int = 500) -> float:
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        correct = total = 0
+        for x, y in self.batches(split, batch_size):
+            logits, _ = model(x.to(device))
+            correct += int((logits.argmax(-1).cpu() == y).sum())
+            total += len(y)
+        model.train(was_training)
+        return correct / total
+
+
+Task = CharTask | MocapTask | SequenceClassificationTask
 
 
 # ----------------------------------------------------------------------------- tracking
@@ -146,9 +273,14 @@ class LyapunovTracker:
 
     def __call__(self, model: LSTMPredictor) -> LyapunovResult:
         device = next(model.parameters()).device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            return lyapunov_spectrum(model.cell(self.state), self.inputs.to(device), k=self.k,
-                                     warmup=self.warmup, dtype=self.dtype)
+        was_training = model.training
+        model.eval()  # the deterministic map (e.g. NoisyRNN without its training noise)
+        try:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                return lyapunov_spectrum(model.cell(self.state), self.inputs.to(device),
+                                         k=self.k, warmup=self.warmup, dtype=self.dtype)
+        finally:
+            model.train(was_training)
 
 
 # ----------------------------------------------------------------------------- training
@@ -182,6 +314,7 @@ class RunConfig:
     """One training run. ``max_batches`` caps an epoch (small presets); None = all data."""
 
     hidden_size: int = 128
+    architecture: str = "lstm"
     dropout: float = 0.1
     lr: float = 2e-3
     init: float = 0.08
@@ -205,11 +338,11 @@ class RunConfig:
         canonical = json.dumps(asdict(self), sort_keys=True)
         return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
-    def model(self, task: Task) -> LSTMPredictor:
+    def model(self, task: Task) -> nn.Module:
+        """The task's model for this configuration, initialised from ``seed``."""
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
-            return LSTMPredictor(task.input_size, self.hidden_size, task.output_size,
-                                 dropout=self.dropout, init=self.init)
+            return task.make_model(self)
 
 
 @torch.no_grad()

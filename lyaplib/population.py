@@ -1,0 +1,221 @@
+"""Train and measure many small networks at once.
+
+A :class:`Population` holds P networks of one architecture with their
+parameters stacked along a new leading dimension (``torch.func.
+stack_module_state``) and runs them with ``torch.func.vmap``: one call
+trains all P (each with its own initialisation and learning rate) and one
+call of the QR engine computes all P spectra.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
+
+from .cells.base import CellModule
+from .spectrum import LyapunovResult, lyapunov_spectrum
+from .tasks import evaluate
+
+
+class Population(nn.Module):
+    """P models of one architecture (same shapes), stacked and trained together.
+
+    Args:
+        models: the P networks; their parameters are copied, not shared.
+        lrs: (P,) Adam learning rates, one per network.
+        clip: per-network gradient-norm clipping (None: off).
+    The ``forward`` of the base model is called with ``forward_kwargs`` (e.g.
+    ``{"stepwise": True}`` so that recurrent layers are vmappable).
+    """
+
+    def __init__(self, models: Sequence[nn.Module], lrs: Sequence[float] | Tensor, *,
+                 clip: float | None = 5.0, betas=(0.9, 0.999), eps: float = 1e-8,
+                 forward_kwargs: dict | None = None):
+        super().__init__()
+        if len(models) < 1 or len(lrs) != len(models):
+            raise ValueError(f"need one learning rate per model, got {len(lrs)} for "
+                             f"{len(models)} models")
+        params, buffers = stack_module_state(list(models))
+        self.names = list(params)
+        self.params = nn.ParameterList([nn.Parameter(params[n]) for n in self.names])
+        self.buffer_values = buffers
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.P = len(models)
+        first = self.params[0]
+        self.register_buffer("lrs", torch.as_tensor(lrs, dtype=first.dtype, device=first.device))
+        self.clip, self.betas, self.eps = clip, betas, eps
+        self.forward_kwargs = forward_kwargs or {}
+        self._moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
+        self._steps = 0
+
+    def stacked(self) -> dict[str, Tensor]:
+        return dict(zip(self.names, self.params, strict=True))
+
+    def forward(self, x: Tensor, *args) -> Tensor:
+        """x (B, ...) shared by all networks, or (P, B, ...) one batch each -> (P, B, ...)."""
+        shared = x.shape[0] != self.P or x.ndim == 2
+        in_dims = (0, 0, None if shared else 0)
+
+        def one(params, buffers, inputs):
+            out = functional_call(self.base, (params, buffers), (inputs, *args),
+                                  self.forward_kwargs)
+            return out[0] if isinstance(out, tuple) else out
+
+        return vmap(one, in_dims=in_dims, randomness="different")(
+            self.stacked(), self.buffer_values, x)
+
+    def train_step(self, loss_fn, x: Tensor, y: Tensor) -> Tensor:
+        """One Adam step of every network on its own loss; returns the (P,) losses.
+
+        ``loss_fn(outputs (B, ...), targets (B, ...))`` -> scalar, applied per network.
+        """
+        outputs = self(x)
+        losses = vmap(loss_fn, in_dims=(0, None if y.shape[0] != self.P else 0))(outputs, y)
+        grads = torch.autograd.grad(losses.sum(), list(self.params))
+        if self.clip is not None:  # per-network norm over all its parameters
+            norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in grads))
+            scale = (self.clip / (norms + 1e-6)).clamp(max=1.0)
+            grads = [g * scale.view(-1, *[1] * (g.ndim - 1)) for g in grads]
+        self._adam(grads)
+        return losses.detach()
+
+    @torch.no_grad()
+    def _adam(self, grads: list[Tensor]) -> None:
+        self._steps += 1
+        b1, b2 = self.betas
+        c1, c2 = 1 - b1 ** self._steps, 1 - b2 ** self._steps
+        for p, g, (m, v) in zip(self.params, grads, self._moments, strict=True):
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            lr = (self.lrs * math.sqrt(c2) / c1).view(-1, *[1] * (p.ndim - 1))
+            p.sub_(lr * m / (v.sqrt() + self.eps * math.sqrt(c2)))
+
+    def model(self, i: int) -> nn.Module:
+        """Network i as an ordinary module (a copy)."""
+        module = copy.deepcopy(self.base).to_empty(device=self.params[0].device)
+        state = {n: p[i].detach().clone() for n, p in self.stacked().items()}
+        state.update({n: b[i].clone() for n, b in self.buffer_values.items()})
+        module.load_state_dict(state)
+        return module
+
+    def cell(self, make_cell, dtype: torch.dtype | None = None) -> PopulationCell:
+        """All P networks' recurrent dynamics as one Cell; ``make_cell(model) -> Cell``."""
+        return PopulationCell(self, make_cell, dtype)
+
+    def spectra(self, make_cell, inputs: Tensor, **engine_kwargs) -> tuple[Tensor, LyapunovResult]:
+        """(P, k) mean spectra of all networks driven by the same ``inputs`` (B, T, I),
+        computed in one call of the engine (float64 unless ``dtype`` is given)."""
+        dtype = engine_kwargs.pop("dtype", torch.float64)
+        cell = self.cell(make_cell, dtype)
+        B = inputs.shape[0]
+        result = lyapunov_spectrum(cell, inputs.repeat(self.P, 1, 1), dtype=dtype,
+                                   **engine_kwargs)
+        return result.per_sequence.view(self.P, B, -1).mean(1), result
+
+
+class _Call(nn.Module):
+    """Calls a method of the Cell built from ``model`` (so functional_call can swap weights)."""
+
+    def __init__(self, model: nn.Module, make_cell):
+        super().__init__()
+        self.model, self.make_cell = model, make_cell
+
+    def forward(self, method: str, *args):
+        return getattr(self.make_cell(self.model), method)(*args)
+
+
+class PopulationCell(CellModule):
+    """P networks' cells as one Cell: state rows are P blocks of B sequences."""
+
+    def __init__(self, population: Population, make_cell, dtype: torch.dtype | None = None):
+        super().__init__()
+        template = population.model(0)
+        probe = make_cell(template)
+        self.dim = probe.dim
+        self._state_dim = getattr(probe, "state_dim", probe.dim)
+        self.P = population.P
+        # kept out of the module tree: its meta-device weights are never used, only
+        # swapped for the stacked ones by functional_call
+        self.__dict__["call"] = _Call(copy.deepcopy(template).to("meta"), make_cell)
+        cast = (lambda t: t.detach().to(dtype)) if dtype else (lambda t: t.detach())
+        self.weights = {f"model.{n}": cast(p) for n, p in population.stacked().items()}
+        self.weights.update({f"model.{n}": b for n, b in population.buffer_values.items()})
+
+    @property
+    def state_dim(self) -> int:
+        return self._state_dim
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(iter(self.weights.values())).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.weights.values())).device
+
+    def _vmapped(self, method: str, *args: Tensor | None):
+        blocks = [None if a is None else a.view(self.P, -1, *a.shape[1:]) for a in args]
+        dims = tuple(None if a is None else 0 for a in blocks)
+
+        def one(weights, *inner):
+            return functional_call(self.call, weights, (method, *inner))
+
+        out = vmap(one, in_dims=(0, *dims))(self.weights, *blocks)
+        flat = lambda t: t.reshape(-1, *t.shape[2:])  # noqa: E731
+        return tuple(map(flat, out)) if isinstance(out, tuple) else flat(out)
+
+    def step(self, state: Tensor, x: Tensor | None) -> Tensor:
+        return self._vmapped("step", state, x)
+
+    def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
+        return self._vmapped("tangent", state, x, Q)
+
+
+def train_population(task, configs: Sequence, *, le_inputs: Tensor | None = None,
+                     progress: bool = True, device: torch.device | None = None) -> list[dict]:
+    """Train the networks of ``configs`` (one architecture and size; their own ``init``,
+    ``lr`` and ``seed``) as one :class:`Population`; return one result row each.
+
+    All networks see the same batches (order from the first config's seed), for
+    ``epochs``/``max_batches``/``batch_size`` of the first config. Rows hold the
+    config, ``val_loss``, ``accuracy`` (when the task has one) and, given
+    ``le_inputs`` (B, T, I), the ``spectrum`` of the trained network.
+    """
+    first = configs[0]
+    shapes = {(c.architecture, c.hidden_size) for c in configs}
+    if len(shapes) != 1:
+        raise ValueError(f"a population needs one architecture and size, got {sorted(shapes)}")
+    device = device or torch.device("cpu")
+    models = [c.model(task).to(device) for c in configs]
+    pop = Population(models, [c.lr for c in configs], clip=first.clip,
+                     forward_kwargs={"stepwise": True})
+    for epoch in tqdm(range(1, first.epochs + 1), desc="epochs", disable=not progress,
+                      leave=False):
+        generator = torch.Generator().manual_seed(first.seed * 100_003 + epoch)
+        for x, y in task.batches("train", first.batch_size, generator, first.max_batches):
+            pop.train_step(task.loss, x.to(device), y.to(device))
+    rows = []
+    spectra = None
+    if le_inputs is not None:
+        spectra, _ = pop.spectra(lambda m: m.eval().cell("full"), le_inputs.to(device))
+    for i, config in enumerate(configs):
+        model = pop.model(i)
+        row = {**asdict(config), "run_id": config.run_id,
+               "val_loss": _evaluate(model, task, first)}
+        if hasattr(task, "accuracy"):
+            row["accuracy"] = task.accuracy(model, "test")
+        if spectra is not None:
+            row["spectrum"] = spectra[i].tolist()
+        rows.append(row)
+    return rows
+
+
+def _evaluate(model, task, config) -> float:
+    return evaluate(model, task, task.val_split, config.batch_size, config.val_batches)

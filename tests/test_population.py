@@ -1,0 +1,67 @@
+"""Population training: P stacked networks behave exactly like P separate ones."""
+
+import pytest
+import torch
+from torch import nn
+
+from lyaplib import data, lyapunov_spectrum, population, tasks
+
+F64 = torch.float64
+LRS = [1e-2, 2e-2, 5e-3]
+
+
+def three(arch: str) -> list[tasks.RecurrentClassifier]:
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(tasks.RecurrentClassifier(arch, 5, 8, 10, init=0.3).double())
+    return models
+
+
+@pytest.mark.parametrize("arch", ["lstm", "gru", "rnn", "cornn", "lem", "lipschitz"])
+def test_population_equals_separate_networks(arch):
+    models = three(arch)
+    pop = population.Population(models, LRS, forward_kwargs={"stepwise": True})
+    x, y = torch.randn(6, 7, 5, dtype=F64), torch.randint(0, 10, (6,))
+    torch.testing.assert_close(pop(x), torch.stack([m(x)[0] for m in models]),
+                               rtol=1e-10, atol=1e-12)
+    for _ in range(2):  # two Adam steps with clipping, against torch.optim.Adam
+        losses = pop.train_step(nn.functional.cross_entropy, x, y)
+    for i, model in enumerate(models):
+        opt = torch.optim.Adam(model.parameters(), lr=LRS[i])
+        for _ in range(2):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x)[0], y)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+        assert losses[i].item() == pytest.approx(loss.item(), rel=1e-10)
+        mine = pop.model(i).state_dict()
+        for name, value in model.state_dict().items():
+            torch.testing.assert_close(mine[name], value, rtol=1e-9, atol=1e-12)
+    inputs = torch.randn(2, 20, 5, dtype=F64)
+    spectra, result = pop.spectra(lambda m: m.cell("full"), inputs)
+    for i in range(3):
+        alone = lyapunov_spectrum(pop.model(i).cell("full"), inputs).exponents
+        torch.testing.assert_close(spectra[i], alone, rtol=1e-10, atol=1e-12)
+    assert result.per_sequence.shape[0] == 3 * 2  # one engine call for all networks
+
+
+def test_population_errors():
+    with pytest.raises(ValueError, match="learning rate per model"):
+        population.Population(three("rnn"), [1e-3])
+    task = tasks.SequenceClassificationTask(data.mnist(), train_size=64, test_size=32)
+    configs = [tasks.RunConfig(architecture=a, hidden_size=8) for a in ("rnn", "gru")]
+    with pytest.raises(ValueError, match="one architecture and size"):
+        population.train_population(task, configs)
+
+
+def test_train_population_rows():
+    task = tasks.SequenceClassificationTask(data.mnist(), train_size=256, test_size=64)
+    configs = [tasks.RunConfig(architecture="gru", hidden_size=8, epochs=2, batch_size=32,
+                               lr=lr, init=0.2, seed=s) for s, lr in enumerate([1e-3, 1e-2])]
+    rows = population.train_population(task, configs, le_inputs=task.lyapunov_inputs(2, 56),
+                                       progress=False)
+    assert [r["lr"] for r in rows] == [1e-3, 1e-2]
+    assert all(0 <= r["accuracy"] <= 1 and len(r["spectrum"]) == 8 for r in rows)
+    assert rows[1]["val_loss"] < rows[0]["val_loss"]  # the larger step learns faster here
