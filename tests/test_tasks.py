@@ -170,3 +170,24 @@ def test_train_and_measure_row(tmp_path):
     assert sorted(row["spectra"]) == ["0", "1", "2"]
     assert len(row["final_hidden"]) == 8 and len(row["final_full"]) == 16
     assert row["spectra"]["2"] == row["final_hidden"]
+
+
+def test_classifier_training_with_tracking_and_resume(tmp_path):
+    task = tasks.SequenceClassificationTask(data.mnist(), "row", train_size=256, test_size=64)
+    config = tasks.RunConfig(architecture="cornn", hidden_size=8, epochs=2, batch_size=32,
+                             lr=5e-3, init=0.2)
+    inputs = task.lyapunov_inputs(2, 56)
+    tracker = tasks.LyapunovTracker(inputs, [0, 2], state="full")
+    straight = config.model(task)
+    history = tasks.train(straight, task, config, tracker=tracker, progress=False)
+    assert sorted(history.spectra) == [0, 2] and len(history.spectra[2]) == 16  # (y, z)
+    half = config.model(task)
+    tasks.train(half, task, tasks.RunConfig(**{**config.__dict__, "epochs": 1}),
+                tracker=tracker, checkpoint=tmp_path / "c.pt", progress=False)
+    resumed = config.model(task)
+    again = tasks.train(resumed, task, config, tracker=tracker, checkpoint=tmp_path / "c.pt",
+                        progress=False)
+    assert same_state(straight, resumed) and again.spectra == history.spectra
+    assert 0 <= task.accuracy(resumed) <= 1
+    with pytest.raises(ValueError, match="architecture"):
+        tasks.RecurrentClassifier("transformer", 3, 4, 10)
