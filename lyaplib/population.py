@@ -58,10 +58,13 @@ class Population(nn.Module):
     def stacked(self) -> dict[str, Tensor]:
         return dict(zip(self.names, self.params, strict=True))
 
-    def forward(self, x: Tensor, *args) -> Tensor:
-        """x (B, ...) shared by all networks, or (P, B, ...) one batch each -> (P, B, ...)."""
-        shared = x.shape[0] != self.P or x.ndim == 2
-        in_dims = (0, 0, None if shared else 0)
+    def forward(self, x: Tensor, *args, per_network: bool = False) -> Tensor:
+        """x (B, ...) shared by all networks, or with ``per_network`` (P, B, ...) one batch
+        each -> outputs (P, B, ...)."""
+        if per_network and x.shape[0] != self.P:
+            raise ValueError(f"per_network inputs must be (P = {self.P}, B, ...), "
+                             f"got {tuple(x.shape)}")
+        in_dims = (0, 0, 0 if per_network else None)
 
         def one(params, buffers, inputs):
             out = functional_call(self.base, (params, buffers), (inputs, *args),
@@ -71,13 +74,14 @@ class Population(nn.Module):
         return vmap(one, in_dims=in_dims, randomness="different")(
             self.stacked(), self.buffer_values, x)
 
-    def train_step(self, loss_fn, x: Tensor, y: Tensor) -> Tensor:
+    def train_step(self, loss_fn, x: Tensor, y: Tensor, *, per_network: bool = False) -> Tensor:
         """One Adam step of every network on its own loss; returns the (P,) losses.
 
-        ``loss_fn(outputs (B, ...), targets (B, ...))`` -> scalar, applied per network.
+        ``loss_fn(outputs (B, ...), targets (B, ...))`` -> scalar, applied per network;
+        ``x``, ``y`` are shared, or (P, B, ...) with ``per_network``.
         """
-        outputs = self(x)
-        losses = vmap(loss_fn, in_dims=(0, None if y.shape[0] != self.P else 0))(outputs, y)
+        outputs = self(x, per_network=per_network)
+        losses = vmap(loss_fn, in_dims=(0, 0 if per_network else None))(outputs, y)
         grads = torch.autograd.grad(losses.sum(), list(self.params))
         if self.clip is not None:  # per-network norm over all its parameters
             norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in grads))

@@ -47,6 +47,18 @@ def test_population_equals_separate_networks(arch):
     assert result.per_sequence.shape[0] == 3 * 2  # one engine call for all networks
 
 
+def test_per_network_batches():
+    models = three("gru")
+    pop = population.Population(models, LRS, forward_kwargs={"stepwise": True})
+    x = torch.randn(3, 3, 4, 5, dtype=F64)  # batch size equal to P must not confuse it
+    out = pop(x, per_network=True)
+    torch.testing.assert_close(out, torch.stack([m(x[i])[0] for i, m in enumerate(models)]))
+    shared = pop(x[0])
+    torch.testing.assert_close(shared, torch.stack([m(x[0])[0] for m in models]))
+    with pytest.raises(ValueError, match="per_network"):
+        pop(torch.randn(2, 3, 4, 5, dtype=F64), per_network=True)
+
+
 def test_population_errors():
     with pytest.raises(ValueError, match="learning rate per model"):
         population.Population(three("rnn"), [1e-3])
