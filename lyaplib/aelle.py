@@ -1,0 +1,288 @@
+"""AeLLE: an autoencoder on Lyapunov spectra whose latent space predicts accuracy.
+
+The pipeline of Vogt et al. (AeLLE):
+1. ``interpolate`` spectra of any size onto one grid over the normalised index;
+2. ``fit_autoencoder``: encoder -> latent -> decoder reconstructs the spectrum,
+   and a linear predictor reads the (scaled) loss from the latent; the weight
+   of the prediction loss is raised in stages;
+3. ``PCA`` of the latent codes (the "AeLLE plane");
+4. simple classifiers of good/bad networks (good = loss below the median of
+   the training set) on AeLLE PC1 and on LE statistics, scored by
+   ``precision_recall_f1`` on held-out networks.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+# ----------------------------------------------------------------------------- spectra
+
+
+def interpolate(spectra: Sequence[Sequence[float]] | Tensor, points: int = 256) -> Tensor:
+    """Spectra of any lengths -> (R, points), piecewise linear over the normalised index.
+
+    Exponent i of a spectrum of length k sits at x = (i + 1/2) / k in (0, 1);
+    the result samples each curve at x = (j + 1/2) / points, holding the end
+    values flat beyond the first and last exponent. (The authors doubled by
+    midpoints up to 1,024 points, which is linear interpolation too but only
+    for sizes that divide 1,024; this works for every size.)
+    """
+    if points < 2:
+        raise ValueError(f"points must be >= 2, got {points}")
+    grid = (torch.arange(points, dtype=torch.float64) + 0.5) / points
+    rows = []
+    for spectrum in spectra:
+        y = torch.as_tensor(spectrum, dtype=torch.float64).flatten()
+        if len(y) < 2:
+            raise ValueError("every spectrum needs at least 2 exponents")
+        pos = grid * len(y) - 0.5  # fractional index into y
+        lo = pos.floor().clamp(0, len(y) - 2).long()
+        w = (pos - lo).clamp(0, 1)
+        rows.append(y[lo] * (1 - w) + y[lo + 1] * w)
+    return torch.stack(rows)
+
+
+# ----------------------------------------------------------------------------- autoencoder
+
+class AutoEncoder(nn.Module):
+    """in -> in/4 -> latent (tanh, dropout), mirrored decoder, linear predictor (sigmoid)."""
+
+    def __init__(self, size: int, latent: int = 32, dropout: float = 0.1):
+        super().__init__()
+        hidden = max(size // 4, latent)
+        self.encoder = nn.Sequential(nn.Linear(size, hidden), nn.Tanh(), nn.Dropout(dropout),
+                                     nn.Linear(hidden, latent), nn.Tanh())
+        self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Dropout(dropout),
+                                     nn.Linear(hidden, size))
+        self.predictor = nn.Sequential(nn.Linear(latent, 1), nn.Sigmoid())
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """z (R, size) -> (reconstruction (R, size), prediction (R,), latent (R, latent))."""
+        latent = self.encoder(z)
+        return self.decoder(latent), self.predictor(latent).squeeze(-1), latent
+
+
+@dataclass(frozen=True)
+class AeConfig:
+    """Training of the autoencoder: Adam, and alpha raised stage by stage."""
+
+    latent: int = 32
+    alphas: tuple[float, ...] = (5.0, 5.0, 10.0, 20.0)
+    epochs_per_stage: int = 100
+    lr: float = 1e-3
+    batch_size: int = 64
+    patience: int = 50   # epochs without a better validation prediction loss (last stage)
+    seed: int = 0
+
+
+@dataclass
+class AeLLE:
+    """A fitted AeLLE: the autoencoder, the input scaling, and the PCA of the latent codes."""
+
+    model: AutoEncoder
+    mean: Tensor            # (size,) spectrum mean of the training set
+    scale: Tensor           # () spectrum scale of the training set
+    target_range: tuple[float, float]
+    pca_mean: Tensor = field(default=None)
+    pca_axes: Tensor = field(default=None)  # (latent, latent), principal axes as columns
+    history: dict = field(default_factory=dict)
+
+    def _scaled(self, spectra: Tensor) -> Tensor:
+        return (torch.as_tensor(spectra).to(self.mean) - self.mean) / self.scale
+
+    @torch.no_grad()
+    def latent(self, spectra: Tensor) -> Tensor:
+        """(R, size) spectra -> (R, latent) codes."""
+        self.model.eval()
+        return self.model(self._scaled(spectra))[2]
+
+    @torch.no_grad()
+    def predict(self, spectra: Tensor) -> Tensor:
+        """Predicted loss (in the units of the training targets), (R,)."""
+        self.model.eval()
+        low, high = self.target_range
+        return low + (high - low) * self.model(self._scaled(spectra))[1]
+
+    def embed(self, spectra: Tensor, components: int = 2) -> Tensor:
+        """(R, components) coordinates in the AeLLE plane (PCs of the latent codes)."""
+        return (self.latent(spectra) - self.pca_mean) @ self.pca_axes[:, :components]
+
+
+def fit_autoencoder(spectra: Tensor, targets: Tensor, val_spectra: Tensor, val_targets: Tensor,
+                    config: AeConfig = AeConfig(), *, progress: bool = True) -> AeLLE:
+    """Train AeLLE on (R, size) interpolated spectra and their (R,) losses.
+
+    Loss = mean |Z - Z_hat| + alpha * mean (T - T_hat)^2, with targets scaled
+    to [0, 1] by the training range and alpha following ``config.alphas``
+    (one stage of ``epochs_per_stage`` each). The returned model is the one
+    with the lowest validation prediction loss during the last stage (early
+    stopping after ``patience`` epochs without improvement). Deterministic
+    for a given ``config.seed``.
+    """
+    spectra, val_spectra = spectra.float(), val_spectra.float()
+    targets, val_targets = targets.float(), val_targets.float()
+    if len(spectra) != len(targets) or len(val_spectra) != len(val_targets):
+        raise ValueError("spectra and targets must have the same number of rows")
+    mean, scale = spectra.mean(0), spectra.std().clamp_min(1e-12)
+    low, high = float(targets.min()), float(targets.max())
+    span = max(high - low, 1e-12)
+    norm = lambda z: (z - mean) / scale  # noqa: E731
+    t_train, t_val = (targets - low) / span, (val_targets - low) / span
+    g = torch.Generator().manual_seed(config.seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        model = AutoEncoder(spectra.shape[1], config.latent)
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+        history = {"train": [], "val_prediction": [], "alpha": []}
+        best, best_loss, since = None, float("inf"), 0
+        last_stage = len(config.alphas) - 1
+        total = len(config.alphas) * config.epochs_per_stage
+        bar = tqdm(total=total, desc="AeLLE", disable=not progress, leave=False)
+        for stage, alpha in enumerate(config.alphas):
+            for _ in range(config.epochs_per_stage):
+                model.train()
+                running = 0.0
+                for idx in torch.randperm(len(spectra), generator=g).split(config.batch_size):
+                    recon, pred, _ = model(norm(spectra[idx]))
+                    loss = ((recon - norm(spectra[idx])).abs().mean()
+                            + alpha * (pred - t_train[idx]).pow(2).mean())
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    running += loss.item() * len(idx)
+                model.eval()
+                with torch.no_grad():
+                    val = (model(norm(val_spectra))[1] - t_val).pow(2).mean().item()
+                history["train"].append(running / len(spectra))
+                history["val_prediction"].append(val)
+                history["alpha"].append(alpha)
+                bar.update()
+                if stage == last_stage:
+                    if val < best_loss:
+                        best, best_loss, since = copy.deepcopy(model.state_dict()), val, 0
+                    else:
+                        since += 1
+                        if since >= config.patience:
+                            break
+        bar.close()
+    model.load_state_dict(best)
+    fitted = AeLLE(model, mean, scale, (low, high), history=history)
+    fitted.pca_mean, fitted.pca_axes = pca(fitted.latent(spectra))
+    return fitted
+
+
+def pca(x: Tensor) -> tuple[Tensor, Tensor]:
+    """(mean (d,), axes (d, d)) of the rows of x; axes as columns, by decreasing variance,
+    each oriented so that its largest-magnitude loading is positive (a stable sign)."""
+    mean = x.mean(0)
+    _, _, vh = torch.linalg.svd(x - mean, full_matrices=True)
+    axes = vh.T
+    signs = torch.sign(axes.gather(0, axes.abs().argmax(0, keepdim=True)))
+    return mean, axes * signs
+
+
+# ----------------------------------------------------------------------------- classifiers
+
+def good_labels(losses: Tensor, threshold: float | None = None) -> Tensor:
+    """True where the loss is below ``threshold`` (default: the median of ``losses``)."""
+    losses = torch.as_tensor(losses, dtype=torch.float64)
+    return losses < (losses.median() if threshold is None else threshold)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Predict good where ``sign * (feature - threshold) > 0``."""
+
+    threshold: float
+    sign: float
+
+    def predict(self, feature: Tensor) -> Tensor:
+        return self.sign * (torch.as_tensor(feature, dtype=torch.float64) - self.threshold) > 0
+
+    @classmethod
+    def median(cls, feature: Tensor, good: Tensor) -> Threshold:
+        """The median of the training feature, facing the side where good networks lie."""
+        feature = torch.as_tensor(feature, dtype=torch.float64)
+        m = float(feature.median())
+        above = (good & (feature > m)).sum() - (good & (feature <= m)).sum()
+        return cls(m, 1.0 if above >= 0 else -1.0)
+
+    @classmethod
+    def best(cls, feature: Tensor, good: Tensor) -> Threshold:
+        """The threshold and direction with the highest F1 on (validation) data."""
+        feature = torch.as_tensor(feature, dtype=torch.float64)
+        values = feature.sort().values
+        cuts = torch.cat([values[:1] - 1, (values[1:] + values[:-1]) / 2])
+        best = max(((f1_score(cls(float(c), s).predict(feature), good), float(c), s)
+                    for c in cuts for s in (1.0, -1.0)))
+        return cls(best[1], best[2])
+
+
+@dataclass(frozen=True)
+class LinearClassifier:
+    """Least-squares regression of +-1 labels on features (with a bias); good where > 0."""
+
+    weights: Tensor
+
+    @classmethod
+    def fit(cls, features: Tensor, good: Tensor) -> LinearClassifier:
+        X = _with_bias(features)
+        y = torch.where(good, 1.0, -1.0).double()
+        return cls(torch.linalg.lstsq(X, y.unsqueeze(-1)).solution.squeeze(-1))
+
+    def predict(self, features: Tensor) -> Tensor:
+        return _with_bias(features) @ self.weights > 0
+
+
+def _with_bias(features: Tensor) -> Tensor:
+    X = torch.as_tensor(features, dtype=torch.float64)
+    X = X.unsqueeze(-1) if X.ndim == 1 else X
+    return torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], dim=1)
+
+
+@dataclass(frozen=True)
+class OrthantClassifier:
+    """Table 4's classifier: the medians of d PCs cut the space into 2^d orthants; the
+    orthants holding more good than bad training networks are predicted good."""
+
+    medians: Tensor
+    good_cells: frozenset
+
+    @classmethod
+    def fit(cls, pcs: Tensor, good: Tensor) -> OrthantClassifier:
+        pcs = torch.as_tensor(pcs, dtype=torch.float64)
+        medians = pcs.median(0).values
+        cells = _cells(pcs, medians)
+        counts: dict[int, int] = {}
+        for c, g in zip(cells.tolist(), good.tolist(), strict=True):
+            counts[c] = counts.get(c, 0) + (1 if g else -1)
+        return cls(medians, frozenset(c for c, n in counts.items() if n > 0))
+
+    def predict(self, pcs: Tensor) -> Tensor:
+        cells = _cells(torch.as_tensor(pcs, dtype=torch.float64), self.medians)
+        return torch.tensor([c in self.good_cells for c in cells.tolist()])
+
+
+def _cells(pcs: Tensor, medians: Tensor) -> Tensor:
+    bits = (pcs > medians).long()
+    return (bits * (2 ** torch.arange(pcs.shape[1]))).sum(1)
+
+
+def precision_recall_f1(predicted_good: Tensor, good: Tensor) -> tuple[float, float, float]:
+    """Precision, recall and F1 of the "good" class (0 where undefined)."""
+    predicted_good, good = predicted_good.bool(), good.bool()
+    tp = int((predicted_good & good).sum())
+    precision = tp / max(int(predicted_good.sum()), 1)
+    recall = tp / max(int(good.sum()), 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def f1_score(predicted_good: Tensor, good: Tensor) -> float:
+    return precision_recall_f1(predicted_good, good)[2]
