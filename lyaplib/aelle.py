@@ -219,8 +219,8 @@ class Threshold:
         feature = torch.as_tensor(feature, dtype=torch.float64)
         values = feature.sort().values
         cuts = torch.cat([values[:1] - 1, (values[1:] + values[:-1]) / 2])
-        best = max(((f1_score(cls(float(c), s).predict(feature), good), float(c), s)
-                    for c in cuts for s in (1.0, -1.0)))
+        best = max((f1_score(cls(float(c), s).predict(feature), good), float(c), s)
+                    for c in cuts for s in (1.0, -1.0))
         return cls(best[1], best[2])
 
 
