@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from .cells.base import CellModule
 from .spectrum import LyapunovResult, lyapunov_spectrum
-from .tasks import evaluate
 
 
 class Population(nn.Module):
@@ -183,43 +182,78 @@ class PopulationCell(CellModule):
 
 
 def train_population(task, configs: Sequence, *, le_inputs: Tensor | None = None,
-                     progress: bool = True, device: torch.device | None = None) -> list[dict]:
+                     le_fractions: Sequence[float] = (1.0,), progress: bool = True,
+                     device: torch.device | None = None) -> list[dict]:
     """Train the networks of ``configs`` (one architecture and size; their own ``init``,
     ``lr`` and ``seed``) as one :class:`Population`; return one result row each.
 
     All networks see the same batches (order from the first config's seed), for
-    ``epochs``/``max_batches``/``batch_size`` of the first config. Rows hold the
-    config, ``val_loss``, ``accuracy`` (when the task has one) and, given
-    ``le_inputs`` (B, T, I), the ``spectrum`` of the trained network.
+    ``epochs``/``max_batches``/``batch_size`` of the first config. At each of
+    ``le_fractions`` of the training steps (0: before training, 1: the end) the
+    validation loss and, given ``le_inputs`` (B, T, I), the spectrum of every
+    network are recorded. Rows hold the config, ``val_loss`` and ``spectrum``
+    (at the end), ``val_loss_at`` and ``spectrum_at`` ({fraction: ...}) and
+    ``accuracy`` on the test split when the task has one.
     """
     first = configs[0]
     shapes = {(c.architecture, c.hidden_size) for c in configs}
     if len(shapes) != 1:
         raise ValueError(f"a population needs one architecture and size, got {sorted(shapes)}")
+    if any(not 0 <= f <= 1 for f in le_fractions):
+        raise ValueError(f"le_fractions must lie in [0, 1], got {list(le_fractions)}")
     device = device or torch.device("cpu")
     models = [c.model(task).to(device) for c in configs]
     pop = Population(models, [c.lr for c in configs], clip=first.clip,
                      forward_kwargs={"stepwise": True})
-    for epoch in tqdm(range(1, first.epochs + 1), desc="epochs", disable=not progress,
-                      leave=False):
-        generator = torch.Generator().manual_seed(first.seed * 100_003 + epoch)
-        for x, y in task.batches("train", first.batch_size, generator, first.max_batches):
-            pop.train_step(task.loss, x.to(device), y.to(device))
+    plan = [list(task.batches("train", first.batch_size,
+                              torch.Generator().manual_seed(first.seed * 100_003 + epoch),
+                              first.max_batches))
+            for epoch in range(1, first.epochs + 1)]
+    steps = sum(map(len, plan))
+    marks = {round(f * steps): float(f) for f in (*le_fractions, 1.0)}
+    losses_at, spectra_at = {}, {}
+
+    def record(step: int) -> None:
+        if step not in marks:
+            return
+        f = marks[step]
+        losses_at[f] = population_loss(pop, task, task.val_split, first.batch_size,
+                                       first.val_batches, device)
+        if le_inputs is not None and f in le_fractions:
+            spectra_at[f] = pop.spectra(lambda m: m.eval().cell("full"), le_inputs.to(device))[0]
+
+    step = 0
+    record(step)
+    with tqdm(total=steps, desc="training steps", disable=not progress, leave=False) as bar:
+        for batches in plan:
+            for x, y in batches:
+                pop.train_step(task.loss, x.to(device), y.to(device))
+                step += 1
+                bar.update()
+                record(step)
     rows = []
-    spectra = None
-    if le_inputs is not None:
-        spectra, _ = pop.spectra(lambda m: m.eval().cell("full"), le_inputs.to(device))
     for i, config in enumerate(configs):
-        model = pop.model(i)
-        row = {**asdict(config), "run_id": config.run_id,
-               "val_loss": _evaluate(model, task, first)}
+        row = {**asdict(config), "run_id": config.run_id, "val_loss": float(losses_at[1.0][i]),
+               "val_loss_at": {str(f): float(v[i]) for f, v in losses_at.items()}}
+        if spectra_at:
+            row["spectrum_at"] = {str(f): v[i].tolist() for f, v in spectra_at.items()}
+            row["spectrum"] = row["spectrum_at"][str(max(spectra_at))]
         if hasattr(task, "accuracy"):
-            row["accuracy"] = task.accuracy(model, "test")
-        if spectra is not None:
-            row["spectrum"] = spectra[i].tolist()
+            row["accuracy"] = task.accuracy(pop.model(i), "test")
         rows.append(row)
     return rows
 
 
-def _evaluate(model, task, config) -> float:
-    return evaluate(model, task, task.val_split, config.batch_size, config.val_batches)
+@torch.no_grad()
+def population_loss(pop: Population, task, split: str, batch_size: int,
+                    max_batches: int | None = None, device=None) -> Tensor:
+    """(P,) mean loss of every network over ``split`` (evaluation mode)."""
+    was_training = pop.base.training
+    pop.base.eval()
+    total, count = 0.0, 0
+    for x, y in task.batches(split, batch_size, max_batches=max_batches):
+        out = pop(x.to(device))
+        total = total + vmap(task.loss, in_dims=(0, None))(out, y.to(device)) * len(x)
+        count += len(x)
+    pop.base.train(was_training)
+    return (total / count).cpu()

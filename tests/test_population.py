@@ -73,7 +73,15 @@ def test_train_population_rows():
     configs = [tasks.RunConfig(architecture="gru", hidden_size=8, epochs=2, batch_size=32,
                                lr=lr, init=0.2, seed=s) for s, lr in enumerate([1e-3, 1e-2])]
     rows = population.train_population(task, configs, le_inputs=task.lyapunov_inputs(2, 56),
-                                       progress=False)
+                                       le_fractions=(0.0, 0.5, 1.0), progress=False)
     assert [r["lr"] for r in rows] == [1e-3, 1e-2]
     assert all(0 <= r["accuracy"] <= 1 and len(r["spectrum"]) == 8 for r in rows)
     assert rows[1]["val_loss"] < rows[0]["val_loss"]  # the larger step learns faster here
+    for row, config in zip(rows, configs, strict=True):
+        assert sorted(row["spectrum_at"]) == sorted(row["val_loss_at"]) == ["0.0", "0.5", "1.0"]
+        assert row["spectrum_at"]["1.0"] == row["spectrum"]
+        assert row["val_loss_at"]["1.0"] == row["val_loss"]
+        untrained = tasks.evaluate(config.model(task), task, "val", 32)
+        assert row["val_loss_at"]["0.0"] == pytest.approx(untrained, rel=1e-5)
+    with pytest.raises(ValueError, match="le_fractions"):
+        population.train_population(task, configs, le_fractions=(1.5,))
