@@ -286,3 +286,58 @@ def precision_recall_f1(predicted_good: Tensor, good: Tensor) -> tuple[float, fl
 
 def f1_score(predicted_good: Tensor, good: Tensor) -> float:
     return precision_recall_f1(predicted_good, good)[2]
+
+
+# ----------------------------------------------------------------------------- experiments
+
+def split_indices(n: int, fractions=(0.7, 0.1, 0.2), seed: int = 0) -> tuple[Tensor, ...]:
+    """Random train / validation / test index sets in the given proportions."""
+    if abs(sum(fractions) - 1) > 1e-9 or n < 10:
+        raise ValueError(f"fractions must sum to 1 and n >= 10, got {fractions} and n={n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    cut1, cut2 = round(fractions[0] * n), round((fractions[0] + fractions[1]) * n)
+    return order[:cut1], order[cut1:cut2], order[cut2:]
+
+
+@dataclass
+class Comparison:
+    """AeLLE against the simple statistics on one data set (see :func:`compare`)."""
+
+    model: AeLLE
+    scores: dict[str, tuple[float, float, float]]  # name -> (precision, recall, F1) on test
+    good: Tensor            # (R,) True for loss below the training median
+    embedding: Tensor       # (R, 2) AeLLE plane
+    raw_pc1: Tensor         # (R,) first PC of the interpolated raw spectra
+    split: tuple[Tensor, Tensor, Tensor]
+    threshold: float        # the loss that separates good from bad
+
+
+def compare(spectra: Sequence, losses, *, points: int = 128, config: AeConfig = AeConfig(),
+            split: tuple[Tensor, Tensor, Tensor] | None = None, seed: int = 0,
+            progress: bool = True) -> Comparison:
+    """Fit AeLLE on the training part and score median-threshold classifiers on the test part.
+
+    ``spectra``: R spectra (any lengths, raw exponents, descending); ``losses``:
+    (R,) validation losses (lower is better). Classifiers (each a median
+    threshold on the training set, facing the good side): "AeLLE PC1", "LE
+    mean", "LE max" and "LE PC1" (first PC of the interpolated raw spectra).
+    """
+    losses = torch.as_tensor(losses, dtype=torch.float64)
+    Z = interpolate(spectra, points)
+    train, val, test = split or split_indices(len(Z), seed=seed)
+    model = fit_autoencoder(Z[train], losses[train], Z[val], losses[val], config,
+                            progress=progress)
+    threshold = float(losses[train].median())
+    good = losses < threshold
+    embedding = model.embed(Z, 2).double()
+    raw_mean, raw_axes = pca(Z[train])
+    raw_pc1 = (Z - raw_mean) @ raw_axes[:, 0]
+    features = {"AeLLE PC1": embedding[:, 0],
+                "LE mean": torch.tensor([float(torch.as_tensor(s).mean()) for s in spectra]),
+                "LE max": torch.tensor([float(torch.as_tensor(s).max()) for s in spectra]),
+                "LE PC1": raw_pc1}
+    scores = {}
+    for name, feature in features.items():
+        rule = Threshold.median(feature[train], good[train])
+        scores[name] = precision_recall_f1(rule.predict(feature[test]), good[test])
+    return Comparison(model, scores, good, embedding, raw_pc1, (train, val, test), threshold)

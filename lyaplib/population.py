@@ -257,3 +257,48 @@ def population_loss(pop: Population, task, split: str, batch_size: int,
         count += len(x)
     pop.base.train(was_training)
     return (total / count).cpu()
+
+
+@torch.no_grad()
+def train_force_population(nets: Sequence, targets: Tensor, train_steps: int, *,
+                           every: int = 2, alpha: float = 1.0, x0: Tensor | None = None,
+                           seed: int = 0, progress: bool = True) -> dict[str, Tensor]:
+    """FORCE-train P ``ForceRNN``s of one size at once (batched RLS), in place.
+
+    ``targets`` (P, T): one target each; steps < ``train_steps`` are learned,
+    the rest run freely. ``x0`` (P, N): initial states (default 0.5 N(0, 1)
+    from ``seed``). Returns (P,) ``train_error`` and ``test_error`` (mean
+    |f - z|) and the (P, N) final ``state``. Network i ends exactly as
+    ``tasks.train_force`` leaves it from the same initial state.
+    """
+    P, T = targets.shape
+    if len(nets) != P or not 0 < train_steps < T:
+        raise ValueError(f"need one (T,) target per network and 0 < train_steps < T, got "
+                         f"{len(nets)} networks, targets {tuple(targets.shape)}")
+    M = torch.stack([n.M for n in nets])
+    w_f = torch.stack([n.w_f for n in nets])
+    w_o = torch.stack([n.w_o for n in nets])
+    dt = nets[0].dt
+    N = M.shape[-1]
+    targets = targets.to(M)
+    Pm = torch.eye(N, dtype=M.dtype, device=M.device).repeat(P, 1, 1) / alpha
+    if x0 is None:
+        x0 = 0.5 * torch.randn(P, N, generator=torch.Generator().manual_seed(seed), dtype=M.dtype)
+    x = x0.to(M)
+    z_all = torch.empty_like(targets)
+    for n in tqdm(range(T), desc="FORCE", disable=not progress, leave=False):
+        r = torch.tanh(x)
+        drive = torch.bmm(M, r.unsqueeze(-1)).squeeze(-1) + (r * w_o).sum(-1, True) * w_f
+        x = (1 - dt) * x + dt * drive
+        r = torch.tanh(x)
+        z_all[:, n] = (r * w_o).sum(-1)
+        if n < train_steps and n % every == 0:
+            Pr = torch.bmm(Pm, r.unsqueeze(-1)).squeeze(-1)
+            k = Pr / (1 + (r * Pr).sum(-1, True))
+            Pm -= k.unsqueeze(-1) * Pr.unsqueeze(-2)
+            w_o -= (z_all[:, n] - targets[:, n]).unsqueeze(-1) * k
+    for net, w in zip(nets, w_o, strict=True):
+        net.w_o.copy_(w)
+    err = (z_all - targets).abs()
+    return {"train_error": err[:, :train_steps].mean(1).cpu(),
+            "test_error": err[:, train_steps:].mean(1).cpu(), "state": x}

@@ -539,13 +539,15 @@ class ForceResult:
 
 @torch.no_grad()
 def train_force(net: cells.ForceRNN, target: Tensor, train_steps: int, *, every: int = 2,
-                alpha: float = 1.0, washout: int = 0, progress: bool = False) -> ForceResult:
+                alpha: float = 1.0, washout: int = 0, x0: Tensor | None = None, seed: int = 0,
+                progress: bool = False) -> ForceResult:
     """Learn ``net.w_o`` by recursive least squares (FORCE), then run freely.
 
     Steps 0..``train_steps`` of ``target`` (T,) are learned: every ``every`` steps
     the error e = z - f updates P (P_0 = I / alpha) and w_o <- w_o - e P r.
     The rest of ``target`` is the test: the network runs on its own output,
-    and ``test_error`` = mean |f - z| there.
+    and ``test_error`` = mean |f - z| there. ``x0`` (N,): the initial state
+    (default 0.5 N(0, 1) drawn from ``seed``).
     """
     if target.ndim != 1 or not 0 < train_steps < len(target):
         raise ValueError(f"target must be (T,) with 0 < train_steps < T, got "
@@ -553,7 +555,9 @@ def train_force(net: cells.ForceRNN, target: Tensor, train_steps: int, *, every:
     N, dtype = net.hidden_size, net.M.dtype
     target = target.to(dtype=dtype, device=net.M.device)
     P = torch.eye(N, dtype=dtype, device=target.device) / alpha
-    x = 0.5 * torch.randn(1, N, dtype=dtype, generator=None).to(target.device)
+    if x0 is None:
+        x0 = 0.5 * torch.randn(N, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    x = x0.reshape(1, N).to(target)
     z_all = torch.empty_like(target)
     for n in tqdm(range(len(target)), desc="FORCE", disable=not progress, leave=False):
         x = net.step(x, None)

@@ -94,3 +94,19 @@ def test_aelle_finds_the_feature_that_predicts_the_loss():
     assert torch.equal(again.latent(test), model.latent(test))
     corr = torch.corrcoef(torch.stack([model.predict(test).double(), y_test.double()]))[0, 1]
     assert corr > 0.8, corr
+
+
+def test_compare_scores_every_classifier_on_the_test_split():
+    train, y_train = synthetic_population(200, 3)
+    raw = [row for row in train]  # already on one grid: compare interpolates again, harmlessly
+    config = aelle.AeConfig(latent=8, alphas=(1.0, 5.0, 20.0), epochs_per_stage=40, lr=3e-3,
+                            patience=20, seed=0)
+    result = aelle.compare(raw, y_train, points=64, config=config, progress=False)
+    train_idx, val_idx, test_idx = result.split
+    assert len(train_idx) + len(val_idx) + len(test_idx) == 200
+    assert set(result.scores) == {"AeLLE PC1", "LE mean", "LE max", "LE PC1"}
+    assert result.scores["AeLLE PC1"][2] > 0.8
+    assert result.scores["AeLLE PC1"][2] > result.scores["LE mean"][2]
+    assert result.embedding.shape == (200, 2)
+    with pytest.raises(ValueError, match="fractions"):
+        aelle.split_indices(100, (0.5, 0.2, 0.2))

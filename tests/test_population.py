@@ -85,3 +85,23 @@ def test_train_population_rows():
         assert row["val_loss_at"]["0.0"] == pytest.approx(untrained, rel=1e-5)
     with pytest.raises(ValueError, match="le_fractions"):
         population.train_population(task, configs, le_fractions=(1.5,))
+
+
+def test_force_population_equals_single_force_training():
+    import copy
+
+    from lyaplib import cells
+    nets = [cells.ForceRNN(0, 40, g=1.2 + 0.2 * i, generator=torch.Generator().manual_seed(i),
+                           dtype=F64) for i in range(3)]
+    singles = copy.deepcopy(nets)
+    targets = torch.stack([tasks.four_sines(900, generator=torch.Generator().manual_seed(9 + i),
+                                            dtype=F64) for i in range(3)])
+    x0 = 0.5 * torch.randn(3, 40, generator=torch.Generator().manual_seed(1), dtype=F64)
+    batched = population.train_force_population(nets, targets, 600, x0=x0, progress=False)
+    for i, net in enumerate(singles):
+        alone = tasks.train_force(net, targets[i], 600, x0=x0[i])
+        torch.testing.assert_close(nets[i].w_o, net.w_o, rtol=1e-9, atol=1e-12)
+        assert batched["test_error"][i].item() == pytest.approx(alone.test_error, rel=1e-9)
+        assert batched["train_error"][i].item() == pytest.approx(alone.train_error, rel=1e-9)
+    with pytest.raises(ValueError, match="one \\(T,\\) target per network"):
+        population.train_force_population(nets, targets[:2], 600)
