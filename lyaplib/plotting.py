@@ -84,3 +84,41 @@ def plot_correlation(x, y, ax: Axes | None = None, *, xlabel: str, ylabel: str,
     ax.set_ylabel(ylabel)
     ax.legend()
     return ax
+
+
+def plot_aelle_plane(embedding, values, ax: Axes | None = None, *, label: str,
+                     boundary: float | None = None, categorical: bool = False,
+                     names: dict | None = None) -> Axes:
+    """Networks in the AeLLE plane (PC1, PC2) coloured by ``values``: good/bad, a
+    hyperparameter (colour bar) or, with ``categorical``, a category (legend)."""
+    ax = _axes(ax)
+    emb = np.asarray(embedding, dtype=float)
+    if categorical:
+        for i, cat in enumerate(dict.fromkeys(values)):
+            mask = np.array([v == cat for v in values])
+            ax.scatter(emb[mask, 0], emb[mask, 1], s=10, color=f"C{i}",
+                       label=(names or {}).get(cat, str(cat)))
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        points = ax.scatter(emb[:, 0], emb[:, 1], s=10, c=np.asarray(values, dtype=float),
+                            cmap="viridis")
+        ax.figure.colorbar(points, ax=ax, label=label)
+    if boundary is not None:
+        ax.axvline(boundary, color="k", lw=1)
+    ax.set_xlabel("AeLLE PC1")
+    ax.set_ylabel("AeLLE PC2")
+    return ax
+
+
+def plot_stacked_histogram(feature, good, ax: Axes | None = None, *, xlabel: str,
+                           boundary: float | None = None, bins: int = 20) -> Axes:
+    """Stacked histograms of a feature for good (green) and bad (red) networks."""
+    ax = _axes(ax)
+    feature, good = np.asarray(feature, dtype=float), np.asarray(good, dtype=bool)
+    ax.hist([feature[good], feature[~good]], bins=bins, stacked=True,
+            color=["tab:green", "tab:red"], label=["loss below median", "loss above median"])
+    if boundary is not None:
+        ax.axvline(boundary, color="k", lw=1)
+    ax.set(xlabel=xlabel, ylabel="networks")
+    ax.legend(fontsize=7)
+    return ax

@@ -47,7 +47,7 @@ class Population(nn.Module):
         self.buffer_values = buffers
         self.base = copy.deepcopy(models[0]).to("meta")
         self.P = len(models)
-        first = self.params[0]
+        first = next(iter([*params.values(), *buffers.values()]))  # a FORCE net has buffers only
         self.register_buffer("lrs", torch.as_tensor(lrs, dtype=first.dtype, device=first.device))
         self.clip, self.betas, self.eps = clip, betas, eps
         self.forward_kwargs = forward_kwargs or {}
@@ -102,7 +102,7 @@ class Population(nn.Module):
 
     def model(self, i: int) -> nn.Module:
         """Network i as an ordinary module (a copy)."""
-        module = copy.deepcopy(self.base).to_empty(device=self.params[0].device)
+        module = copy.deepcopy(self.base).to_empty(device=self.lrs.device)
         state = {n: p[i].detach().clone() for n, p in self.stacked().items()}
         state.update({n: b[i].clone() for n, b in self.buffer_values.items()})
         module.load_state_dict(state)
@@ -147,9 +147,11 @@ class PopulationCell(CellModule):
         # kept out of the module tree: its meta-device weights are never used, only
         # swapped for the stacked ones by functional_call
         self.__dict__["call"] = _Call(copy.deepcopy(template).to("meta"), make_cell)
-        cast = (lambda t: t.detach().to(dtype)) if dtype else (lambda t: t.detach())
+        def cast(t: Tensor) -> Tensor:
+            return t.detach().to(dtype) if dtype and t.is_floating_point() else t.detach()
+
         self.weights = {f"model.{n}": cast(p) for n, p in population.stacked().items()}
-        self.weights.update({f"model.{n}": b for n, b in population.buffer_values.items()})
+        self.weights.update({f"model.{n}": cast(b) for n, b in population.buffer_values.items()})
 
     @property
     def state_dim(self) -> int:
@@ -164,7 +166,8 @@ class PopulationCell(CellModule):
         return next(iter(self.weights.values())).device
 
     def _vmapped(self, method: str, *args: Tensor | None):
-        blocks = [None if a is None else a.view(self.P, -1, *a.shape[1:]) for a in args]
+        blocks = [None if a is None else a.reshape(self.P, a.shape[0] // self.P, *a.shape[1:])
+                  for a in args]
         dims = tuple(None if a is None else 0 for a in blocks)
 
         def one(weights, *inner):

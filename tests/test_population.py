@@ -105,3 +105,16 @@ def test_force_population_equals_single_force_training():
         assert batched["train_error"][i].item() == pytest.approx(alone.train_error, rel=1e-9)
     with pytest.raises(ValueError, match="one \\(T,\\) target per network"):
         population.train_force_population(nets, targets[:2], 600)
+
+
+def test_population_of_buffer_only_cells_and_autonomous_spectra():
+    from lyaplib import cells
+    nets = [cells.ForceRNN(0, 30, g=1.8, generator=torch.Generator().manual_seed(i))
+            for i in range(3)]
+    pop = population.Population(nets, torch.zeros(3))  # FORCE nets have buffers only
+    h0 = 0.5 * torch.randn(6, 30, generator=torch.Generator().manual_seed(0))
+    spectra, _ = pop.spectra(lambda m: m, torch.zeros(2, 300, 0), h0=h0, k=5, warmup=50)
+    for i, net in enumerate(nets):
+        alone = lyapunov_spectrum(net, torch.zeros(2, 300, 0), h0=h0[2 * i: 2 * i + 2], k=5,
+                                  warmup=50, dtype=F64)
+        torch.testing.assert_close(spectra[i], alone.exponents, rtol=1e-10, atol=1e-12)
