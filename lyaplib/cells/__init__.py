@@ -1,5 +1,7 @@
 """Dynamical systems with tangent maps (the Cell protocol) for ``lyapunov_spectrum``."""
 
+from . import adaptive
+from .adaptive import ARU, GammaRNN
 from .base import AutogradCell, Cell, CellModule
 from .gated import GRU, LSTM
 from .maps import Henon, LinearMap, Logistic, Lorenz
@@ -7,7 +9,7 @@ from .oscillatory import LEM, AntisymmetricRNN, CoRNN, LipschitzRNN, NoisyRNN, R
 from .rnn import RNN, ForceRNN, VanillaRNN
 
 __all__ = [
-    "GRU", "LEM", "LSTM", "RNN", "AntisymmetricRNN", "AutogradCell", "Cell", "CellModule",
-    "CoRNN", "ForceRNN", "Henon", "LinearMap", "LipschitzRNN", "Logistic", "Lorenz", "NoisyRNN",
-    "RecurrentModule", "VanillaRNN",
+    "ARU", "GRU", "GammaRNN", "LEM", "LSTM", "RNN", "AntisymmetricRNN", "AutogradCell", "Cell",
+    "CellModule", "CoRNN", "ForceRNN", "Henon", "LinearMap", "LipschitzRNN", "Logistic", "Lorenz",
+    "NoisyRNN", "RecurrentModule", "VanillaRNN", "adaptive",
 ]

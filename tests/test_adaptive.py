@@ -1,0 +1,106 @@
+"""The gamma activation family, GammaRNN and the ARU network."""
+
+import math
+
+import pytest
+import torch
+
+from lyaplib import AutogradCell, cells
+from lyaplib.cells.adaptive import gamma, gamma_prime, sup_gamma_prime
+
+F64 = torch.float64
+
+
+def naive(x, n, s):
+    return (1 - s) * torch.log1p(torch.exp(n * x)) / n + s * torch.sigmoid(n * x)
+
+
+def test_gamma_values_limits_and_stability():
+    x = torch.linspace(-2, 2, 41, dtype=F64)
+    torch.testing.assert_close(gamma(x, 3.0, 0.3), naive(x, 3.0, 0.3))
+    big = torch.tensor([-40.0, 40.0], dtype=F64)
+    out = gamma(big, 50.0, 0.0)  # exp(2000) overflows in the naive formula
+    assert torch.isfinite(out).all() and out[0] == 0 and out[1] == pytest.approx(40.0)
+    assert torch.isinf(naive(big, 50.0, 0.0)).any()
+    torch.testing.assert_close(gamma(x, 1.0, 1.0), torch.sigmoid(x))  # s = 1: a sigmoid
+
+
+@pytest.mark.parametrize("per_neuron", [False, True])
+def test_gamma_gradcheck(per_neuron):
+    x = torch.randn(3, 5, dtype=F64, requires_grad=True)
+    shape = (5,) if per_neuron else ()
+    n = (torch.rand(shape, dtype=F64) * 4 + 1).requires_grad_()
+    s = torch.rand(shape, dtype=F64).requires_grad_()
+    assert torch.autograd.gradcheck(gamma, (x, n, s))
+    assert torch.autograd.gradcheck(lambda x: gamma(x, n.detach() * 20, s.detach()), (x,))
+    (grad,) = torch.autograd.grad(gamma(x, n, s).sum(), x)
+    torch.testing.assert_close(gamma_prime(x.detach(), n.detach(), s.detach()), grad)
+
+
+def test_gamma_forward_mode_matches_reverse_mode():
+    x, n, s = torch.randn(7, dtype=F64), torch.tensor(3.0, dtype=F64), torch.tensor(0.4, dtype=F64)
+    tx, tn, ts = torch.randn(7, dtype=F64), torch.tensor(0.7, dtype=F64), torch.tensor(-0.2,
+                                                                                      dtype=F64)
+    _, forward = torch.func.jvp(gamma, (x, n, s), (tx, tn, ts))
+    jac = torch.autograd.functional.jacobian(gamma, (x, n, s))
+    torch.testing.assert_close(forward, jac[0] @ tx + jac[1] * tn + jac[2] * ts)
+
+
+@pytest.mark.parametrize("n", [1.0, 2.0, 5.0, 10.0])
+@pytest.mark.parametrize("s", [0.0, 0.05, 0.25, 0.5, 1.0])
+def test_sup_gamma_prime_closed_form(n, s):
+    x = torch.linspace(-20, 20, 400_001, dtype=F64)
+    dense = gamma_prime(x, n, s).max().item()
+    assert sup_gamma_prime(n, s) == pytest.approx(dense, rel=1e-6, abs=1e-9)
+
+
+CELLS = {
+    "gamma_fixed": lambda: cells.GammaRNN(3, 6, n=3.0, s=0.3),
+    "gamma_homogeneous": lambda: cells.GammaRNN(3, 6, adapt="homogeneous"),
+    "gamma_heterogeneous": lambda: cells.GammaRNN(3, 6, adapt="heterogeneous"),
+    "aru_full": lambda: cells.ARU(3, 4, controller_size=5),
+    "aru_main": lambda: cells.ARU(3, 4, controller_size=5, state="main"),
+}
+
+
+@pytest.mark.parametrize("mode", ["jvp", "jacrev"])
+@pytest.mark.parametrize("name", CELLS)
+def test_adaptive_tangents_match_autograd(name, mode):
+    torch.manual_seed(0)
+    cell = CELLS[name]().double()
+    with torch.no_grad():
+        for p in (*cell.parameters(), *cell.buffers()):
+            p.add_(0.2 * torch.randn_like(p))
+    B, S, D = 3, cell.state_dim, cell.dim
+    state = torch.randn(B, S, dtype=F64)
+    x = torch.randn(B, 3, dtype=F64)
+    Q = torch.randn(B, D, D, dtype=F64)
+    nxt, JQ = cell.tangent(state, x, Q)
+    if name == "aru_main":  # frozen (n, s): differentiate h only, at the step's own (n, s)
+        N = cell.hidden_size
+        n, s = cell.gains(nxt[:, N:].unflatten(-1, (N, -1)))
+
+        def reference_step(h, x_n_s):  # (n, s) ride along with the input, per sequence
+            x, n, s = x_n_s.split([3, N, N], dim=-1)
+            return gamma(h @ cell.W.T + cell.b + x @ cell.U.T, n, s)
+
+        ref = AutogradCell(reference_step, N, mode=mode)
+        _, ref_JQ = ref.tangent(state[:, :N], torch.cat([x, n, s], -1), Q)
+    else:
+        _, ref_JQ = AutogradCell(cell.step, D, mode=mode).tangent(state, x, Q)
+    torch.testing.assert_close(nxt, cell.step(state, x))
+    torch.testing.assert_close(JQ, ref_JQ, rtol=1e-10, atol=1e-12)
+
+
+def test_aru_gains_start_near_n0_and_train():
+    aru = cells.ARU(2, 8, controller_size=6, n0=6.0)
+    out, final = aru.run(torch.randn(4, 5, 2))
+    n, s = aru.gains(final[:, 8:].unflatten(-1, (8, 6)))
+    assert out.shape == (4, 5, 8) and (n - 6.0).abs().max() < 1.0 and s.abs().max() < 1.0
+    out.sum().backward()
+    assert all(p.grad is not None for p in aru.parameters())
+    with pytest.raises(ValueError, match="state"):
+        cells.ARU(2, 8, state="hidden")
+    with pytest.raises(ValueError, match="adapt"):
+        cells.GammaRNN(2, 8, adapt="learned")
+    assert math.isclose(sup_gamma_prime(1.0, 0.0), 1.0)
