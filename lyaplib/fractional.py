@@ -1,0 +1,45 @@
+"""Fractional differentiation and integration by FFT, and fitting a response's order.
+
+D^alpha x = IFFT[(i 2 pi f)^alpha FFT[x]], with the f = 0 term set to 0 (the mean is
+removed); alpha > 0 differentiates, alpha < 0 integrates. Signals are treated as
+periodic, as the FFT does, so the results are exact for periodic band-limited
+signals (e.g. D^(1/2) sin(w t) = w^(1/2) sin(w t + pi/4)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def fractional_derivative(x: Tensor, alpha: float, dt: float = 1.0) -> Tensor:
+    """D^alpha of x along its last dimension (samples ``dt`` apart); same shape as x."""
+    if dt <= 0:
+        raise ValueError(f"dt must be > 0, got {dt}")
+    n = x.shape[-1]
+    f = torch.fft.rfftfreq(n, d=dt, dtype=torch.float64, device=x.device)
+    factor = torch.zeros_like(f, dtype=torch.complex128)
+    factor[1:] = (2j * math.pi * f[1:]) ** alpha  # irfft keeps the real part at Nyquist
+    spectrum = torch.fft.rfft(x.to(torch.float64), dim=-1) * factor
+    return torch.fft.irfft(spectrum, n=n, dim=-1).to(x.dtype)
+
+
+def fit_order(drive: Tensor, response: Tensor, dt: float = 1.0, *, low: float = 0.0,
+              high: float = 1.0, points: int = 101) -> tuple[float, float, float]:
+    """The order alpha in [low, high] for which c D^alpha(drive) best fits ``response``.
+
+    For each alpha on a grid, the scale c is the least-squares one (means
+    removed); returns (alpha, c, relative residual ||r - c d|| / ||r||).
+    """
+    r = response.to(torch.float64) - response.to(torch.float64).mean()
+    best = None
+    for alpha in torch.linspace(low, high, points).tolist():
+        d = fractional_derivative(drive.to(torch.float64), alpha, dt)
+        d = d - d.mean()
+        c = float((d * r).sum() / (d * d).sum().clamp_min(1e-300))
+        residual = float((r - c * d).norm() / r.norm().clamp_min(1e-300))
+        if best is None or residual < best[2]:
+            best = (alpha, c, residual)
+    return best
