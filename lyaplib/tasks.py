@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from . import cells
 from ._io import atomic_write
 from .data import Corpus, MnistData, MocapData, as_sequences
+from .perturbations import Perturbation
 from .spectrum import LyapunovResult, lyapunov_spectrum
 
 
@@ -63,8 +64,43 @@ class LSTMPredictor(nn.Module):
 TORCH_RECURRENT = {"lstm": (nn.LSTM, cells.LSTM), "gru": (nn.GRU, cells.GRU),
                    "rnn": (nn.RNN, cells.RNN)}
 ZOO = {"antisymmetric": cells.AntisymmetricRNN, "cornn": cells.CoRNN,
-       "lipschitz": cells.LipschitzRNN, "noisy": cells.NoisyRNN, "lem": cells.LEM}
+       "lipschitz": cells.LipschitzRNN, "noisy": cells.NoisyRNN, "lem": cells.LEM,
+       "gamma": cells.GammaRNN, "aru": cells.ARU}
 ARCHITECTURES = (*TORCH_RECURRENT, *ZOO)
+AELLE_ARCHITECTURES = ("lstm", "gru", "rnn", "antisymmetric", "cornn", "lipschitz", "noisy",
+                       "lem")  # the zoo of the AeLLE paper (chapters 07-08)
+
+# Where a drive enters each architecture's first layer: the Cell's (input weight,
+# recurrent weight) names, and which of its stacked row blocks are the neurons'
+# pre-activations (the LSTM's cell candidate g, the GRU's candidate n).
+_DRIVE_ENTRY = {"rnn": ("module.weight_ih_l0", "module.weight_hh_l0", 0, 1),
+                "lstm": ("module.weight_ih_l0", "module.weight_hh_l0", 2, 4),
+                "gru": ("module.weight_ih_l0", "module.weight_hh_l0", 2, 3),
+                "gamma": ("U", "W", 0, 1), "aru": ("U", "W", 0, 1)}
+
+
+class _Step(nn.Module):
+    """A Cell's ``step`` as a module's forward, so ``functional_call`` can swap its weights."""
+
+    def __init__(self, cell: cells.Cell):
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, state: Tensor, x: Tensor) -> Tensor:
+        return self.cell.step(state, x)
+
+
+@dataclass(frozen=True)
+class GradientProfile:
+    """Where the gradient of the recurrent weight matrix comes from, (T,) each.
+
+    ``per_step[t]``: ||dL/dW_hh through the use of W_hh at step t||;
+    ``by_start[t]``: ||sum over steps >= t of those contributions||, the gradient
+    norm when accumulation starts at step t (``by_start[0]`` is the full gradient).
+    """
+
+    per_step: Tensor
+    by_start: Tensor
 
 
 class RecurrentClassifier(nn.Module):
@@ -72,9 +108,11 @@ class RecurrentClassifier(nn.Module):
 
     ``architecture``: "lstm", "gru", "rnn" (torch.nn modules, wrapped by the
     gated/rnn cells for analysis) or "antisymmetric", "cornn", "lipschitz",
-    "noisy", "lem" (``lyaplib.cells``, each its own Cell). ``init``: when
-    given, every recurrent parameter starts uniform on [-init, init];
-    otherwise each architecture keeps its own default initialisation.
+    "noisy", "lem", "gamma", "aru" (``lyaplib.cells``, each its own Cell).
+    ``init``: when given, every recurrent parameter starts uniform on
+    [-init, init]; otherwise each architecture keeps its own default
+    initialisation. ``hyperparameters`` go to the recurrent module (e.g.
+    ``nonlinearity="relu"`` for "rnn", ``adapt="heterogeneous"`` for "gamma").
     """
 
     def __init__(self, architecture: str, input_size: int, hidden_size: int,
@@ -94,21 +132,88 @@ class RecurrentClassifier(nn.Module):
                     weight.uniform_(-init, init)
         self.readout = nn.Linear(hidden_size, num_classes)
 
-    def forward(self, x: Tensor, state=None, *, stepwise: bool = False):
+    def forward(self, x: Tensor, state=None, *, stepwise: bool = False,
+                drive: Tensor | None = None):
         """x (B, T, I) -> (logits (B, classes) from the last step, final state).
 
         ``stepwise`` unrolls the Cell's ``step`` in Python instead of calling the
         fused torch.nn kernel: plain tensor operations, which ``torch.func.vmap``
-        can batch over a population of networks.
+        can batch over a population of networks. ``drive`` (B, T), or (B, T, N)
+        per neuron, is added to the neurons' pre-activations (see :meth:`trajectory`).
         """
-        if self.architecture in TORCH_RECURRENT and not stepwise:
+        if self.architecture in TORCH_RECURRENT and not stepwise and drive is None:
             h, state = self.recurrent(x, state)
             return self.readout(h[:, -1]), state
-        cell = self.cell("full")
-        state = cell.initial_state(x.shape[0]).to(x) if state is None else state
-        for t in range(x.shape[1]):
-            state = cell.step(state, x[:, t])
+        state = self.trajectory(x, state, drive=drive)[:, -1]
         return self.readout(state[..., : self.hidden_size]), state
+
+    def trajectory(self, x: Tensor, state: Tensor | None = None, *,
+                   drive: Tensor | None = None) -> Tensor:
+        """The Cell's states after every step, (B, T, S), for inputs x (B, T, I).
+
+        ``drive`` (B, T) or (B, T, N): an external current added to every neuron's
+        pre-activation in the first layer, as optogenetic stimulation would (for the
+        LSTM and GRU: to the candidate's pre-activation). Architectures: rnn, lstm,
+        gru, gamma, aru.
+        """
+        cell = self.cell("full")
+        B, T = x.shape[:2]
+        state = cell.initial_state(B).to(x) if state is None else state
+        if drive is None:
+            weights = None
+        else:
+            x, augmented = self._with_drive(x, drive)
+            weights = {f"cell.{augmented[0]}": augmented[1]}
+        step = _Step(cell)
+        states = []
+        for t in range(T):
+            state = cell.step(state, x[:, t]) if weights is None else \
+                torch.func.functional_call(step, weights, (state, x[:, t]))
+            states.append(state)
+        return torch.stack(states, dim=1)
+
+    def _drive_entry(self) -> tuple[str, str, int, int]:
+        if self.architecture not in _DRIVE_ENTRY:
+            raise ValueError(f"a drive or recurrent-weight gradient is implemented for "
+                             f"{tuple(_DRIVE_ENTRY)}, not {self.architecture!r}")
+        return _DRIVE_ENTRY[self.architecture]
+
+    def _with_drive(self, x: Tensor, drive: Tensor) -> tuple[Tensor, tuple[str, Tensor]]:
+        """Inputs with the drive appended as extra channels, and the input weight that
+        routes those channels to the neurons' pre-activations."""
+        name, _, block, blocks = self._drive_entry()
+        N = self.hidden_size
+        if drive.ndim == 2:
+            drive = drive.unsqueeze(-1)
+        if drive.shape[:2] != x.shape[:2] or drive.shape[-1] not in (1, N):
+            raise ValueError(f"drive must be (B, T) = {tuple(x.shape[:2])} or (B, T, {N}), "
+                             f"got {tuple(drive.shape)}")
+        weight = self.cell("full").get_parameter(name)
+        route = weight.new_zeros(blocks * N, drive.shape[-1])
+        rows = route[block * N:(block + 1) * N]
+        rows.copy_(torch.eye(N, dtype=rows.dtype) if drive.shape[-1] == N else
+                   torch.ones(N, 1, dtype=rows.dtype))
+        return torch.cat([x, drive.to(x)], dim=-1), (name, torch.cat([weight, route], dim=1))
+
+    def gradient_profile(self, x: Tensor, y: Tensor) -> GradientProfile:
+        """How much each step's use of the recurrent weights W_hh contributes to the
+        gradient of the cross-entropy of (x, y), from one backward pass: every step
+        gets its own zero offset of W_hh, whose gradient is that step's share."""
+        _, name, _, _ = self._drive_entry()
+        cell = self.cell("full")
+        weight = cell.get_parameter(name)
+        offsets = torch.zeros(x.shape[1], *weight.shape, dtype=weight.dtype,
+                              device=weight.device, requires_grad=True)
+        step = _Step(cell)
+        state = cell.initial_state(x.shape[0]).to(x)
+        for t in range(x.shape[1]):
+            state = torch.func.functional_call(step, {f"cell.{name}": weight + offsets[t]},
+                                               (state, x[:, t]))
+        loss = nn.functional.cross_entropy(self.readout(state[..., : self.hidden_size]), y)
+        (shares,) = torch.autograd.grad(loss, offsets)
+        from_start = shares.flip(0).cumsum(0).flip(0)
+        return GradientProfile(per_step=torch.linalg.matrix_norm(shares).detach(),
+                               by_start=torch.linalg.matrix_norm(from_start).detach())
 
     @property
     def hidden_size(self) -> int:
@@ -186,8 +291,10 @@ class SequenceClassificationTask:
     """Classify images read as sequences (sequential / permuted MNIST), cross-entropy."""
 
     def __init__(self, images: MnistData, mode: str = "row", permutation: Tensor | None = None,
-                 train_size: int | None = None, test_size: int | None = None):
+                 train_size: int | None = None, test_size: int | None = None,
+                 pixels_per_step: int = 1):
         self.images, self.mode, self.permutation = images, mode, permutation
+        self.pixels_per_step = pixels_per_step
         self.sizes = {"train": train_size, "val": test_size, "test": test_size}
         x, _ = self._split("test")
         self.input_size, self.output_size = x.shape[-1], 10
@@ -197,7 +304,7 @@ class SequenceClassificationTask:
         x, y = self.images.split(split)
         n = self.sizes.get(split)
         x, y = (x, y) if n is None else (x[:n], y[:n])
-        return as_sequences(x, self.mode, self.permutation), y
+        return as_sequences(x, self.mode, self.permutation, self.pixels_per_step), y
 
     def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None,
                 max_batches: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
@@ -214,7 +321,7 @@ class SequenceClassificationTask:
 
     def make_model(self, config: RunConfig) -> RecurrentClassifier:
         return RecurrentClassifier(config.architecture, self.input_size, config.hidden_size,
-                                   self.output_size, init=config.init)
+                                   self.output_size, init=config.init, **config.options)
 
     def lyapunov_inputs(self, count: int = 10, length: int = 112) -> Tensor:
         """(count, length, I): consecutive test images read one after another."""
@@ -225,13 +332,21 @@ class SequenceClassificationTask:
         return x[: count * per].reshape(count, per * x.shape[1], -1)[:, :length]
 
     @torch.no_grad()
-    def accuracy(self, model: nn.Module, split: str = "test", batch_size: int = 500) -> float:
+    def accuracy(self, model: nn.Module, split: str = "test", batch_size: int = 500, *,
+                 perturbation: Perturbation | None = None, seed: int = 0) -> float:
+        """Fraction classified correctly; with ``perturbation`` (see
+        :mod:`lyaplib.perturbations`) applied to every batch, reproducibly from ``seed``."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
+        generator = torch.Generator().manual_seed(seed)
         correct = total = 0
         for x, y in self.batches(split, batch_size):
-            logits, _ = model(x.to(device))
+            if perturbation is None:
+                logits, _ = model(x.to(device))
+            else:
+                x, drive = perturbation(x, generator)
+                logits, _ = model(x.to(device), drive=None if drive is None else drive.to(device))
             correct += int((logits.argmax(-1).cpu() == y).sum())
             total += len(y)
         model.train(was_training)
@@ -311,7 +426,9 @@ class History:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One training run. ``max_batches`` caps an epoch (small presets); None = all data."""
+    """One training run. ``max_batches`` caps an epoch (small presets); None = all data.
+    ``options``: keyword arguments for the model's recurrent module (e.g.
+    ``{"nonlinearity": "relu"}``); JSON values only."""
 
     hidden_size: int = 128
     architecture: str = "lstm"
@@ -324,6 +441,7 @@ class RunConfig:
     val_batches: int | None = None
     clip: float | None = 5.0
     seed: int = 0
+    options: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         for name in ("hidden_size", "epochs", "batch_size"):
@@ -335,7 +453,10 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """A stable id for the configuration (used to skip runs already done)."""
-        canonical = json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        if not fields["options"]:  # ids from before ``options`` existed stay valid
+            del fields["options"]
+        canonical = json.dumps(fields, sort_keys=True)
         return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
     def model(self, task: Task) -> nn.Module:

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from lyaplib import AutogradCell, cells
-from lyaplib.cells.adaptive import gamma, gamma_prime, sup_gamma_prime
+from lyaplib import AutogradCell, cells, lyapunov_spectrum
+from lyaplib.cells.adaptive import gamma, gamma_prime, sup_gamma_prime, unit_gain_saturation
 
 F64 = torch.float64
 
@@ -52,6 +52,16 @@ def test_sup_gamma_prime_closed_form(n, s):
     x = torch.linspace(-20, 20, 400_001, dtype=F64)
     dense = gamma_prime(x, n, s).max().item()
     assert sup_gamma_prime(n, s) == pytest.approx(dense, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("n", [4.0, 6.25, 9.0, 20.0])
+def test_unit_gain_curve(n):
+    s = unit_gain_saturation(n)
+    assert s > 1 / (n + 1) and sup_gamma_prime(n, s) == pytest.approx(1.0, rel=1e-12)
+    assert sup_gamma_prime(n, 0.9 * s) < 1
+    if s < 1:  # n = 4 puts the curve at s = 1, the edge of the family
+        assert sup_gamma_prime(n, min(1.1 * s, 1.0)) > 1
+    assert unit_gain_saturation(9.0) == 0.25  # 1 / (3 - 1)^2
 
 
 CELLS = {
@@ -104,3 +114,35 @@ def test_aru_gains_start_near_n0_and_train():
     with pytest.raises(ValueError, match="adapt"):
         cells.GammaRNN(2, 8, adapt="learned")
     assert math.isclose(sup_gamma_prime(1.0, 0.0), 1.0)
+
+
+def test_fixed_gamma_grid_as_one_batch_equals_separate_networks():
+    """(B, 1) fixed n, s run B activation shapes at once, one per sequence."""
+    torch.manual_seed(1)
+    n = torch.tensor([[1.0], [5.0], [12.5]], dtype=F64)
+    s = torch.tensor([[0.0], [0.5], [1.0]], dtype=F64)
+    grid = cells.GammaRNN(0, 6, n=n, s=s).double()
+    h0 = torch.rand(3, 6, dtype=F64)
+    batched = lyapunov_spectrum(grid, 60, h0=h0, k=2).per_sequence
+    for i in range(3):
+        single = cells.GammaRNN(0, 6, n=float(n[i]), s=float(s[i])).double()
+        single.load_state_dict({**grid.state_dict(), "n": n[i, 0], "s": s[i, 0]})
+        alone = lyapunov_spectrum(single, 60, h0=h0[i:i + 1], k=2).exponents
+        torch.testing.assert_close(batched[i], alone, rtol=1e-12, atol=1e-12)
+
+
+def test_aru_main_network_is_the_frozen_main_map():
+    torch.manual_seed(2)
+    aru = cells.ARU(0, 5, controller_size=4).double()
+    n, s = torch.rand(5, dtype=F64) * 4 + 1, torch.rand(5, dtype=F64)
+    main = aru.main_network(n, s, drive=0.3)
+    h = torch.randn(2, 5, dtype=F64)
+    expected = gamma(h @ aru.W.T + aru.b + 0.3, n, s)
+    torch.testing.assert_close(main.step(h, None), expected)
+    state = torch.cat([h, torch.randn(2, 20, dtype=F64)], -1)
+    nxt = aru.step(state, None)
+    n_t, s_t = aru.activation_parameters(nxt)  # (2, 5): what the controllers just set
+    for i in range(2):
+        frozen = aru.main_network(n_t[i], s_t[i])
+        torch.testing.assert_close(nxt[i, :5], frozen.step(h[i:i + 1], None)[0])
+    assert main.W.data_ptr() != aru.W.data_ptr()  # a copy: the ARU is untouched

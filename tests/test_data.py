@@ -333,6 +333,10 @@ def test_sequences_row_and_permuted_pixel():
     assert sorted(perm.tolist()) == list(range(9))
     with pytest.raises(ValueError, match="mode"):
         data.as_sequences(images, "column")
+    chunks = data.as_sequences(images, "pixel", perm, pixels_per_step=3)  # 3 steps of 3 pixels
+    assert chunks.shape == (2, 3, 3) and torch.equal(chunks.flatten(1), seq[..., 0])
+    with pytest.raises(ValueError, match="pixels_per_step"):
+        data.as_sequences(images, "pixel", perm, pixels_per_step=2)
 
 
 def test_mnist_pickle_is_verified_and_only_arrays_are_unpickled(isolated, monkeypatch):

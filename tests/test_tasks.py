@@ -1,5 +1,8 @@
 """Training with Lyapunov tracking: models, losses, resumable checkpoints and sweeps."""
 
+import dataclasses
+import hashlib
+import json
 import math
 
 import numpy as np
@@ -118,6 +121,22 @@ def test_run_config_errors_name_the_argument():
 def test_run_id_is_stable_and_distinguishes_configs():
     assert small_config().run_id == small_config().run_id
     assert small_config(lr=0.02).run_id != small_config().run_id
+    relu = small_config(options={"nonlinearity": "relu"})
+    assert relu.run_id != small_config().run_id
+    # configurations without options keep the ids they had before options existed
+    fields = {k: v for k, v in dataclasses.asdict(small_config()).items() if k != "options"}
+    digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+    assert small_config().run_id == digest
+
+
+def test_run_config_options_reach_the_recurrent_module():
+    task = tasks.SequenceClassificationTask(data.mnist(), "row", train_size=8, test_size=8)
+    config = tasks.RunConfig(architecture="rnn", hidden_size=4, init=None,
+                             options={"nonlinearity": "relu"})
+    assert config.model(task).recurrent.nonlinearity == "relu"
+    aru = tasks.RunConfig(architecture="aru", hidden_size=4, init=None,
+                          options={"controller_size": 3}).model(task)
+    assert aru.cell().state_dim == 4 * (1 + 3)
 
 
 def test_sweep_resumes_without_losing_or_repeating_rows(tmp_path):

@@ -89,15 +89,29 @@ def sup_gamma_prime(n: float, s: float) -> float:
     return 1 - s
 
 
+def unit_gain_saturation(n: float) -> float:
+    """The saturation s > 0 on the unit-gain curve sup gamma'(n, s) = 1: s = 1 / (sqrt(n) - 1)^2.
+
+    Solves (1 + s(n - 1))^2 = 4 n s on the branch s > 1/(n + 1). Below the curve a
+    unit never amplifies (sup gamma' <= 1), above it it does; s <= 1 needs n >= 4,
+    so for n < 4 every s in [0, 1] is contracting (returns inf).
+    """
+    if n <= 1:
+        return math.inf
+    return 1 / (math.sqrt(n) - 1) ** 2
+
+
 class GammaRNN(RecurrentModule):
     """h <- gamma(W h + U x + b; n, s) with static n, s.
 
     ``adapt``: "fixed" (n, s are constants), "homogeneous" (one learned n and s)
     or "heterogeneous" (learned per neuron). J = diag(gamma'(a; n, s)) W.
+    Fixed n, s may be tensors broadcasting against the pre-activation (B, N):
+    (N,) per neuron, or (B, 1) to run a grid of activation shapes as one batch.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, *, n: float = 5.0, s: float = 0.0,
-                 adapt: str = "fixed"):
+    def __init__(self, input_size: int, hidden_size: int, *, n: float | Tensor = 5.0,
+                 s: float | Tensor = 0.0, adapt: str = "fixed"):
         super().__init__()
         _check_sizes(input_size, hidden_size)
         if adapt not in ("fixed", "homogeneous", "heterogeneous"):
@@ -105,8 +119,12 @@ class GammaRNN(RecurrentModule):
                              f"got {adapt!r}")
         self.input_size, self.hidden_size, self.dim = input_size, hidden_size, hidden_size
         self.adapt = adapt
-        shape = (hidden_size,) if adapt == "heterogeneous" else ()
-        n_t, s_t = torch.full(shape, float(n)), torch.full(shape, float(s))
+        if adapt == "fixed":
+            n_t, s_t = (torch.as_tensor(v, dtype=torch.get_default_dtype()).clone()
+                        for v in (n, s))
+        else:
+            shape = (hidden_size,) if adapt == "heterogeneous" else ()
+            n_t, s_t = torch.full(shape, float(n)), torch.full(shape, float(s))
         if adapt == "fixed":
             self.register_buffer("n", n_t)
             self.register_buffer("s", s_t)
@@ -170,6 +188,20 @@ class ARU(RecurrentModule):
         ns = g @ self.w_ns.T + self.b_ns
         return ns[..., 0], ns[..., 1]
 
+    def activation_parameters(self, state: Tensor) -> tuple[Tensor, Tensor]:
+        """(n, s), each (..., N), that the controllers of ``state`` (..., state_dim) set."""
+        N, C = self.hidden_size, self.controller_size
+        return self.gains(state[..., N:].unflatten(-1, (N, C)))
+
+    @torch.no_grad()
+    def main_network(self, n: Tensor, s: Tensor, drive: float = 0.0) -> GammaRNN:
+        """The main network alone with (n, s) frozen (per neuron, (N,)) and a constant
+        drive added to every pre-activation: h <- gamma(W h + b + drive; n, s), no input."""
+        net = GammaRNN(0, self.hidden_size, n=n.detach(), s=s.detach()).to(self.W)
+        net.W.copy_(self.W)
+        net.b.copy_(self.b + drive)
+        return net
+
     def _run(self, state: Tensor, x: Tensor | None, Q: Tensor | None):
         N, C = self.hidden_size, self.controller_size
         h, g = state[..., :N], state[..., N:].unflatten(-1, (N, C))
@@ -204,4 +236,4 @@ class ARU(RecurrentModule):
         return state[..., : self.hidden_size]
 
 
-__all__ = ["ARU", "GammaRNN", "gamma", "gamma_prime", "sup_gamma_prime"]
+__all__ = ["ARU", "GammaRNN", "gamma", "gamma_prime", "sup_gamma_prime", "unit_gain_saturation"]

@@ -63,20 +63,25 @@ class MnistData:
         return parts[name]
 
 
-def as_sequences(images: Tensor, mode: str = "row", permutation: Tensor | None = None) -> Tensor:
+def as_sequences(images: Tensor, mode: str = "row", permutation: Tensor | None = None,
+                 pixels_per_step: int = 1) -> Tensor:
     """(n, side, side) images -> (n, T, I) sequences.
 
     ``"row"``: T = side steps of I = side pixels (sequential MNIST, row-wise);
-    ``"pixel"``: T = side^2 steps of one pixel, reordered by ``permutation``
-    when given (permuted sequential MNIST).
+    ``"pixel"``: the side^2 pixels, reordered by ``permutation`` when given
+    (permuted sequential MNIST), read ``pixels_per_step`` at a time: T = side^2 /
+    pixels_per_step steps of I = pixels_per_step (shorter psMNIST for small presets).
     """
     if mode == "row":
         return images
     if mode == "pixel":
         flat = images.flatten(1)
+        if pixels_per_step < 1 or flat.shape[1] % pixels_per_step:
+            raise ValueError(f"pixels_per_step must divide the {flat.shape[1]} pixels, "
+                             f"got {pixels_per_step}")
         if permutation is not None:
             flat = flat[:, permutation]
-        return flat.unsqueeze(-1)
+        return flat.unflatten(1, (-1, pixels_per_step))
     raise ValueError(f"mode must be 'row' or 'pixel', got {mode!r}")
 
 
