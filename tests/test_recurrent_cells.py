@@ -2,12 +2,14 @@
 and steps against the torch modules' own forward passes."""
 
 import itertools
+import math
 
 import pytest
 import torch
 from torch import nn
 
 from lyaplib import AutogradCell, cells, lyapunov_spectrum
+from lyaplib.cells import gated
 from lyaplib.cells.activations import sigmoid_prime, tanh_prime
 
 F64 = torch.float64
@@ -75,8 +77,17 @@ def test_gru_tangent_and_step(options):
     assert_close(cells.GRU(module, state="hidden").tangent(state, x, Q)[1], JQ)
 
 
+@pytest.fixture(params=["stacked", "explicit"])
+def lstm_path(request, monkeypatch):
+    """The LSTM tangent multiplies Q by the stacked gate weights when Q is narrow and by
+    the formed Jacobian blocks when it is wide; force each path in turn."""
+    start = math.inf if request.param == "stacked" else 0.0
+    monkeypatch.setattr(gated, "_EXPLICIT_FROM", {"hidden": start, "full": start})
+    return request.param
+
+
 @pytest.mark.parametrize("options", MODULES, ids=ids)
-def test_lstm_full_state_tangent_and_step(options):
+def test_lstm_full_state_tangent_and_step(options, lstm_path):
     module = make("LSTM", **options)
     cell = cells.LSTM(module, state="full")
     assert cell.dim == cell.state_dim == 2 * N * options.get("layers", 1)
@@ -88,7 +99,7 @@ def test_lstm_full_state_tangent_and_step(options):
 
 
 @pytest.mark.parametrize("options", MODULES, ids=ids)
-def test_lstm_hidden_convention_is_dh_dh_with_c_held(options):
+def test_lstm_hidden_convention_is_dh_dh_with_c_held(options, lstm_path):
     module = make("LSTM", **options)
     cell = cells.LSTM(module, state="hidden")
     LN = N * options.get("layers", 1)

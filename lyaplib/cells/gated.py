@@ -26,6 +26,22 @@ def _convention(state: str) -> StateConvention:
     return state
 
 
+# From k >= this fraction of N tangent columns, forming the row-scaled Jacobian blocks and
+# multiplying them with Q beats one GEMM of the stacked 4N-row gate weights with Q (measured
+# on 2 CPU cores, N = 128 and 512: at k = N, 4-6x faster for the hidden, 2-3x for the full state).
+_EXPLICIT_FROM = {"hidden": 1 / 16, "full": 1 / 8}
+_GATE = {"i": 0, "f": 1, "g": 2, "o": 3}
+
+
+def _scaled_rows(scales: tuple[Tensor, ...], w: Tensor, order: str) -> Tensor:
+    """Sum over the named gates of diag(scale) W_gate; scales (B, N), w (4N, M) -> (B, N, M)."""
+    blocks = w.chunk(4, dim=0)
+    out = scales[0].unsqueeze(-1) * blocks[_GATE[order[0]]]
+    for scale, gate in zip(scales[1:], order[1:], strict=True):
+        out = out.addcmul_(scale.unsqueeze(-1), blocks[_GATE[gate]])
+    return out
+
+
 class LSTM(CellModule):
     """An LSTM as a Cell, in one of two conventions.
 
@@ -89,17 +105,32 @@ class LSTM(CellModule):
             inp = h
             if Q is None:
                 continue
-            dy = layer.w_hh @ Q_h[j]  # (B, 4N, k): all four gates in one GEMM
-            if d_below is not None:
-                dy = dy + layer.w_ih @ d_below
-            dy_i, dy_f, dy_g, dy_o = dy.chunk(4, dim=1)
-            dc = ((sigmoid_prime(y_f) * cs[j]).unsqueeze(-1) * dy_f
-                  + (sigmoid_prime(y_i) * g).unsqueeze(-1) * dy_i
-                  + (i * tanh_prime(y_g)).unsqueeze(-1) * dy_g)
-            if full:
-                dc = dc + f.unsqueeze(-1) * Q_c[j]
-            dh = ((sigmoid_prime(y_o) * tanh_c).unsqueeze(-1) * dy_o
-                  + (o * tanh_prime(c)).unsqueeze(-1) * dc)
+            # dc = a_i dy_i + a_f dy_f + a_g dy_g (+ f dc_old),  dh = a_o dy_o + b dc,
+            # with dy = W_hh dh_old + W_ih dh_below and the row scalings a, b below.
+            a_i, a_f, a_g = sigmoid_prime(y_i) * g, sigmoid_prime(y_f) * cs[j], i * tanh_prime(y_g)
+            a_o, b = sigmoid_prime(y_o) * tanh_c, o * tanh_prime(c)
+            inputs = [(layer.w_hh, Q_h[j])] + ([] if d_below is None else [(layer.w_ih, d_below)])
+            wide = Q.shape[-1] >= _EXPLICIT_FROM[self.convention] * self.hidden_size
+            if wide and not full:
+                # form J = a_o W_o + b (a_i W_i + a_f W_f + a_g W_g), (B, N, M), then one
+                # (B, N, M) x (B, M, k) GEMM instead of a 4N-row one
+                dh = sum(_scaled_rows((a_o, b * a_i, b * a_f, b * a_g), w, "oifg") @ q
+                         for w, q in inputs)
+                dc = None
+            else:
+                if wide:  # [a_o W_o; a_i W_i + a_f W_f + a_g W_g], (B, 2N, M), one GEMM
+                    o_part, dc = sum(torch.cat([_scaled_rows((a_o,), w, "o"),
+                                                _scaled_rows((a_i, a_f, a_g), w, "ifg")], 1) @ q
+                                     for w, q in inputs).chunk(2, dim=1)
+                else:
+                    dy = sum(w @ q for w, q in inputs)  # (B, 4N, k): four gates, one GEMM
+                    dy_i, dy_f, dy_g, dy_o = dy.chunk(4, dim=1)
+                    dc = (a_i.unsqueeze(-1) * dy_i + a_f.unsqueeze(-1) * dy_f
+                          + a_g.unsqueeze(-1) * dy_g)
+                    o_part = a_o.unsqueeze(-1) * dy_o
+                if full:
+                    dc = dc + f.unsqueeze(-1) * Q_c[j]
+                dh = o_part + b.unsqueeze(-1) * dc
             d_h.append(dh)
             d_c.append(dc)
             d_below = dh
