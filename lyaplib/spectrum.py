@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass, replace
 
 import torch
@@ -19,6 +20,10 @@ _CHECK_EVERY = 256  # steps between host-side checks for non-finite values
 
 class LyapunovError(ValueError):
     """The computation cannot go on: bad arguments or a non-finite state or tangent."""
+
+
+class LyapunovWarning(UserWarning):
+    """The estimate is computed but some of it cannot be trusted (precision limits)."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,7 @@ def lyapunov_spectrum(
             _raise_if_bad(bad_state, bad_tangent)
     _raise_if_bad(bad_state, bad_tangent)
 
+    _warn_if_imprecise((log_r / (T - warmup)).mean(0), dtype, ortho_every)
     return LyapunovResult(
         per_sequence=log_r / (T - warmup),
         steps=T - warmup,
@@ -205,6 +211,33 @@ def lyapunov_spectrum(
         trace_per_sequence=torch.stack(trace) if keep_trace else None,
         trace_steps=torch.tensor(trace_steps) if keep_trace else None,
     )
+
+
+def _warn_if_imprecise(exponents: Tensor, dtype: torch.dtype, ortho_every: int) -> None:
+    """Warn where the spectrum's spread reaches what the dtype can resolve.
+
+    Between orthonormalisations the columns of Q separate by exp(T_ON (lambda_1 - lambda_k));
+    once that nears 1/eps the lower columns are lost in rounding, and their exponents are
+    clamped near lambda_1 - ln(1/eps) / T_ON instead of measured.
+    """
+    if len(exponents) < 2 or not torch.isfinite(exponents).all():
+        return
+    resolvable = math.log(1 / torch.finfo(dtype).eps)  # ~15.9 in float32, ~36 in float64
+    spread = float(exponents[0] - exponents[-1])
+    if spread > 0.75 * resolvable:
+        floor = float(exponents[0]) - resolvable
+        clamped = int((exponents < exponents[0] - 0.75 * resolvable).sum())
+        warnings.warn(
+            f"{clamped} of the lowest exponents lie near the {dtype} precision floor "
+            f"(lambda_1 - ln(1/eps) = {floor:.1f} per step): they are clamped, not measured. "
+            f"Use dtype=torch.float64, or fewer exponents (k).", LyapunovWarning, stacklevel=4)
+    elif ortho_every > 1 and ortho_every * spread > 0.5 * resolvable:
+        warnings.warn(
+            f"ortho_every={ortho_every} is too long for this spectrum: ortho_every x "
+            f"(lambda_1 - lambda_k) = {ortho_every * spread:.1f} nats, against ln(1/eps) = "
+            f"{resolvable:.1f} for {dtype}; the lowest exponents may be clamped. "
+            f"Use ortho_every <= {max(1, int(0.25 * resolvable / spread))}.",
+            LyapunovWarning, stacklevel=4)
 
 
 # --- argument checks -----------------------------------------------------------------------

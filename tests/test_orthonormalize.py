@@ -1,0 +1,89 @@
+"""Orthonormalisation methods: Householder and CholeskyQR2 with its Householder fallback."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from lyaplib import LyapunovWarning, cells, lyapunov_spectrum
+from lyaplib.orthonormalize import METHODS, cholesky_qr2, householder
+
+
+def graded(B, D, k, spread, dtype, seed=0):
+    """Tall matrices with column scales from 1 down to 10^-spread (condition ~10^spread)."""
+    g = torch.Generator().manual_seed(seed)
+    M = torch.randn(B, D, k, generator=g, dtype=torch.float64)
+    M = M * torch.logspace(0, -spread, k, dtype=torch.float64)
+    return M.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cholesky_qr2_is_the_qr_with_positive_diagonal(dtype):
+    M = graded(6, 200, 16, 1.5, dtype)
+    Q, r = cholesky_qr2(M)
+    eps = torch.finfo(dtype).eps
+    eye = torch.eye(16, dtype=dtype)
+    assert (Q.mT @ Q - eye).abs().max() < 50 * eps  # orthonormal to working precision
+    # the QR with a positive diagonal is unique: same Q and r as Householder
+    Q_h, r_h = householder(M)
+    assert (Q - Q_h).abs().max() < 200 * eps
+    assert (r.log() - r_h.log()).abs().max() < 200 * eps
+    # and Q R = M: R = Q^T M is upper triangular with diagonal r
+    R = Q.mT @ M
+    assert torch.allclose(torch.diagonal(R, dim1=-2, dim2=-1), r, rtol=100 * eps)
+    assert R.tril(-1).abs().max() < 100 * eps * M.abs().max()
+
+
+def test_cholesky_qr2_falls_back_where_it_cannot_be_trusted():
+    # entry 0 is well conditioned, entry 1 has cond ~1e6 (> eps^-1/2 in float32)
+    M = torch.cat([graded(1, 100, 8, 1.0, torch.float32), graded(1, 100, 8, 6.0,
+                                                                 torch.float32, 1)])
+    Q, r = cholesky_qr2(M)
+    Q_h, r_h = householder(M[1:])
+    assert torch.equal(Q[1:], Q_h) and torch.equal(r[1:], r_h)  # the Householder result
+    assert (Q[0].mT @ Q[0] - torch.eye(8)).abs().max() < 1e-5
+    rank_deficient = torch.zeros(2, 10, 3)
+    rank_deficient[..., 0] = 1.0
+    Q, r = cholesky_qr2(rank_deficient)  # a failed Cholesky: still a valid Householder QR
+    assert torch.isfinite(Q).all() and torch.equal(r, householder(rank_deficient)[1])
+
+
+def test_engine_gives_the_same_exponents_with_either_method():
+    torch.manual_seed(0)
+    cell = cells.VanillaRNN(torch.randn(40, 40, dtype=torch.float64) * 1.5 / math.sqrt(40))
+    h0 = torch.randn(3, 40, dtype=torch.float64) * 0.1
+    ref = lyapunov_spectrum(cell, 300, h0=h0, k=6, warmup=50)
+    fast = lyapunov_spectrum(cell, 300, h0=h0, k=6, warmup=50, method="cholesky_qr2")
+    torch.testing.assert_close(fast.per_sequence, ref.per_sequence, rtol=1e-9, atol=1e-12)
+    assert METHODS["cholesky_qr2"] is cholesky_qr2
+
+
+def linear(*log_moduli, dtype=torch.float32):
+    """A symmetric map with eigenvalues exp(log_moduli), in a rotated (mixing) basis."""
+    g = torch.Generator().manual_seed(0)
+    U = torch.linalg.qr(torch.randn(len(log_moduli), len(log_moduli), generator=g,
+                                    dtype=torch.float64))[0]
+    A = U @ torch.diag(torch.tensor(log_moduli, dtype=torch.float64).exp()) @ U.T
+    return cells.LinearMap(A.to(dtype))
+
+
+def test_warns_when_exponents_reach_the_precision_floor():
+    # float32 resolves ln(1/eps) ~ 15.9 nats per orthonormalisation; -25 is beyond it
+    with pytest.warns(LyapunovWarning, match="precision floor"):
+        result = lyapunov_spectrum(linear(0.0, -1.0, -25.0), 50, Q0=torch.randn(3, 3))
+    assert result.exponents[-1] > -20  # clamped near lambda_1 - ln(1/eps), not -25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same map in float64 is measured correctly
+        exact = lyapunov_spectrum(linear(0.0, -1.0, -25.0, dtype=torch.float64), 60,
+                                  warmup=10, Q0=torch.randn(3, 3, dtype=torch.float64))
+    assert exact.exponents[-1].item() == pytest.approx(-25.0, abs=1e-6)
+
+
+def test_warns_when_ortho_every_is_too_long_for_the_spread():
+    with pytest.warns(LyapunovWarning, match="ortho_every=5 is too long"):
+        lyapunov_spectrum(linear(0.0, -2.0), 100, ortho_every=5, Q0=torch.randn(2, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lyapunov_spectrum(linear(0.0, -2.0), 100, ortho_every=1, Q0=torch.randn(2, 2))
+        lyapunov_spectrum(linear(0.0, -0.5), 100, ortho_every=5, Q0=torch.randn(2, 2))
