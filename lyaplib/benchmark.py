@@ -1,0 +1,224 @@
+"""Speed of the Lyapunov engine on a single-layer LSTM, measured in one run
+(``benchmarks/engine.py`` is the command line; chapter 10 runs a small version).
+
+For each configuration (N, k, state, dtype), with B = 10 one-hot character
+sequences of T = 100 steps (input size 82, as the CharRNN):
+
+* ``reference``: the 2022 authors' approach, written here: dense (B, 4N, 4N)
+  diagonal matrices from ``diag_embed`` times the gate weights to form J, then
+  J @ Q and a Householder QR every step;
+* ``default``: ``lyapunov_spectrum(cell, x, k=k)``;
+* ``fast``: the fastest of the engine's settings (orthonormalisation method and
+  interval) whose leading-8 error stays below 1e-3;
+* the machine's limits, measured in the same run: GEMM throughput (GFLOP/s), the
+  roofline time of the step's essential flops (J @ Q plus a QR of Q), and the
+  "QR floor": the time of the same batched Householder QRs and J @ Q GEMMs alone;
+* the time of one training step (forward + backward + Adam) of the same LSTM.
+
+Every engine result is checked against a float64 Householder run (the first two
+sequences) and the max error of the leading 8 exponents is printed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+
+import torch
+from torch import nn
+
+from . import cells
+from .orthonormalize import householder
+from .spectrum import LyapunovWarning, lyapunov_spectrum
+
+B, T, VOCAB = 10, 100, 82
+TOLERANCE = 1e-3  # max |error| of the leading 8 exponents against float64 Householder
+
+
+def timed(run, repeat: int = 1) -> float:
+    """Seconds per call, the best of ``repeat`` calls."""
+    best = math.inf
+    for _ in range(repeat):
+        began = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def gemm_gflops(dtype: torch.dtype, n: int = 1536) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    return 2 * n ** 3 / timed(lambda: a @ b, repeat=5) / 1e9
+
+
+@torch.no_grad()
+def reference_spectrum(lstm: nn.LSTM, x: torch.Tensor, k: int, state: str, steps: int):
+    """The 2022 code's way: dense diagonal matrices, J formed by GEMMs, QR every step.
+    Returns (exponents (B, k), steps run)."""
+    N = lstm.hidden_size
+    w_ih, w_hh = lstm.weight_ih_l0, lstm.weight_hh_l0
+    bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
+    h = torch.zeros(x.shape[0], N, dtype=x.dtype)
+    c = torch.zeros_like(h)
+    D = N if state == "hidden" else 2 * N
+    Q = torch.eye(D, k, dtype=x.dtype).expand(x.shape[0], D, k)
+    log_r = torch.zeros(x.shape[0], k, dtype=torch.float64)
+    for t in range(steps):
+        y = x[:, t] @ w_ih.T + h @ w_hh.T + bias
+        y_i, y_f, y_g, y_o = y.chunk(4, dim=-1)
+        i, f, g, o = y_i.sigmoid(), y_f.sigmoid(), y_g.tanh(), y_o.sigmoid()
+        c_new = f * c + i * g
+        b = o * (1 - c_new.tanh() ** 2)
+        scales = torch.cat([i * (1 - i) * g, f * (1 - f) * c, i * (1 - g ** 2),
+                            o * (1 - o) * c_new.tanh()], dim=-1)
+        dy = torch.diag_embed(scales) @ w_hh  # (B, 4N, 4N) dense diagonal x (4N, N)
+        d_i, d_f, d_g, d_o = dy.chunk(4, dim=1)
+        dc_dh = d_i + d_f + d_g
+        dh_dh = d_o + torch.diag_embed(b) @ dc_dh
+        if state == "hidden":
+            J = dh_dh
+        else:
+            dc_dc = torch.diag_embed(f)
+            J = torch.cat([torch.cat([dh_dh, torch.diag_embed(b) @ dc_dc], 2),
+                           torch.cat([dc_dh, dc_dc], 2)], 1)
+        Q, r = householder(J @ Q)
+        log_r += r.double().log()
+        h, c = o * c_new.tanh(), c_new
+    return log_r / steps
+
+
+def qr_and_gemm_seconds(D: int, k: int, dtype: torch.dtype) -> tuple[float, float]:
+    """Seconds of one batched Householder QR of (B, D, k), and of one J @ Q GEMM."""
+    J = torch.randn(B, D, D, dtype=dtype) / math.sqrt(D)
+    Q = torch.linalg.qr(torch.randn(B, D, k, dtype=dtype))[0]
+    reps = max(2, min(20, int(2e8 / (B * D * D * k))))
+    torch.linalg.qr(J @ Q)  # warm-up
+    qr = timed(lambda: [torch.linalg.qr(Q) for _ in range(reps)]) / reps
+    gemm = timed(lambda: [J @ Q for _ in range(reps)]) / reps
+    return qr, gemm
+
+
+def essential_gflop(D: int, k: int, qrs_per_step: float) -> float:
+    """Flops of one step's essential work, all B sequences: J @ Q, and a QR of Q
+    (Householder R and explicit Q, 4 D k^2 - 4/3 k^3) every 1 / qrs_per_step steps."""
+    return B * (2 * D * D * k + qrs_per_step * (4 * D * k * k - 4 / 3 * k ** 3)) / 1e9
+
+
+def training_step_seconds(lstm: nn.LSTM, x: torch.Tensor) -> float:
+    lstm = copy.deepcopy(lstm)  # the analysed network must not change
+    readout = nn.Linear(lstm.hidden_size, VOCAB).to(x.dtype)
+    params = [*lstm.parameters(), *readout.parameters()]
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    target = torch.randint(VOCAB, x.shape[:2])
+
+    def step():
+        optimizer.zero_grad()
+        out, _ = lstm(x)
+        loss = nn.functional.cross_entropy(readout(out).flatten(0, 1), target.flatten())
+        loss.backward()
+        optimizer.step()
+    step()
+    return timed(step, repeat=3)
+
+
+def engine(cell, x, k, **settings):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LyapunovWarning)  # the float32 floor is reported below
+        return lyapunov_spectrum(cell, x, k=k, **settings).per_sequence
+
+
+def benchmark(N: int, k_kind: str, state: str, dtype: torch.dtype, gflops: float,
+              ref_steps: int) -> list[dict]:
+    torch.manual_seed(N)
+    lstm = nn.LSTM(VOCAB, N, batch_first=True).to(dtype)
+    chars = torch.randint(VOCAB, (B, T), generator=torch.Generator().manual_seed(0))
+    x = nn.functional.one_hot(chars, VOCAB).to(dtype)
+    cell = cells.LSTM(lstm, state=state)
+    D = cell.dim
+    k = D if k_kind == "full" else N // 8
+    truth = lyapunov_spectrum(cells.LSTM(lstm, state=state), x[:2].double(), k=k,
+                              dtype=torch.float64).per_sequence
+
+    def error(per_sequence):
+        return float((per_sequence[:2, :8] - truth[:, :8]).abs().max())
+
+    rows = []
+    qr, gemm = qr_and_gemm_seconds(D, k, dtype)
+    train = training_step_seconds(lstm, x)
+
+    def row(name, seconds, err, settings=None):
+        every = (settings or {}).get("ortho_every", 1)
+        return dict(N=N, k=k, state=state, dtype=str(dtype).removeprefix("torch."),
+                    implementation=name, settings=_describe(settings), seconds=seconds,
+                    max_error_leading8=err, qr_floor_seconds=T * (gemm + qr / every),
+                    roofline_seconds=T * essential_gflop(D, k, 1 / every) / gflops,
+                    training_step_seconds=train)
+
+    began = time.perf_counter()
+    ref = reference_spectrum(lstm, x, k, state, ref_steps)
+    ref_seconds = (time.perf_counter() - began) * T / ref_steps
+    rows.append(row("reference", ref_seconds, None if ref_steps < T else error(ref)))
+    rows[-1]["settings"] = f"diag_embed, timed over {ref_steps} steps"
+    candidates = {"default": {}}
+    if k < D:
+        candidates["cholesky_qr2"] = {"method": "cholesky_qr2"}
+    for every in (2, 4):
+        candidates[f"ortho_every={every}"] = {"ortho_every": every}
+    measured = {}
+    for name, settings in candidates.items():
+        began = time.perf_counter()
+        out = engine(cell, x, k, **settings)
+        measured[name] = (time.perf_counter() - began, error(out), settings)
+    rows.append(row("default", measured["default"][0], measured["default"][1]))
+    accurate = {n: m for n, m in measured.items() if m[1] < TOLERANCE}
+    best = min(accurate or measured, key=lambda n: (accurate or measured)[n][0])
+    rows.append(row("fast", *measured[best]))
+    for r in rows:
+        r["speedup_vs_reference"] = ref_seconds / r["seconds"]
+        r["time_over_qr_floor"] = r["seconds"] / r["qr_floor_seconds"]
+        r["fraction_of_gemm_roofline"] = r["roofline_seconds"] / r["seconds"]
+        r["le_cost_in_training_steps"] = r["seconds"] / train
+    return rows
+
+
+def _describe(settings: dict | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (settings or {}).items()) or "defaults"
+
+
+def run(sizes=(64, 128, 256, 512), dtypes=(torch.float32, torch.float64), *,
+        float64_up_to: int = 256, report=print) -> list[dict]:
+    """Every configuration for ``sizes``: rows of :func:`benchmark`, each reported as it lands."""
+    gflops = {dt: gemm_gflops(dt) for dt in dtypes}
+    report(f"torch {torch.__version__}, {torch.get_num_threads()} threads; GEMM "
+           + ", ".join(f"{str(dt)[6:]} {g:.0f} GFLOP/s" for dt, g in gflops.items()))
+    report(HEADER)
+    rows = []
+    for N in sizes:
+        for dtype in dtypes:
+            if dtype == torch.float64 and N > float64_up_to:
+                continue
+            for state in ("hidden", "full"):
+                for k_kind in ("full", "top"):
+                    ref_steps = T if N <= 128 else 20
+                    for r in benchmark(N, k_kind, state, dtype, gflops[dtype], ref_steps):
+                        rows.append(r)
+                        report(format_row(r))
+    return rows
+
+
+HEADER = (f"{'N':>4} {'k':>5} {'state':6} {'dtype':7} {'impl':9} {'seconds':>8} "
+          f"{'x ref':>6} {'/floor':>6} {'roofl.':>6} {'train':>6} {'err8':>8}  settings")
+LEGEND = (f"seconds for T = {T} steps of B = {B} sequences; x ref = speed-up over the reference; "
+          f"/floor = time over the QR floor; roofl. = fraction of the GEMM roofline; train = cost "
+          f"in training steps; err8 = max |error| of the leading 8 exponents vs float64 "
+          f"Householder (tolerance {TOLERANCE:g})")
+
+
+def format_row(r: dict) -> str:
+    return (f"{r['N']:>4} {r['k']:>5} {r['state']:6} {r['dtype']:7} {r['implementation']:9} "
+            f"{r['seconds']:8.3f} {r['speedup_vs_reference']:6.1f} {r['time_over_qr_floor']:6.2f} "
+            f"{r['fraction_of_gemm_roofline']:6.2f} {r['le_cost_in_training_steps']:6.1f} "
+            + (f"{r['max_error_leading8']:8.1e}" if r["max_error_leading8"] is not None
+               else f"{'n/a':>8}") + f"  {r['settings']}")
