@@ -33,13 +33,16 @@ def fit_order(drive: Tensor, response: Tensor, dt: float = 1.0, *, low: float = 
     For each alpha on a grid, the scale c is the least-squares one (means
     removed); returns (alpha, c, relative residual ||r - c d|| / ||r||).
     """
-    r = response.to(torch.float64) - response.to(torch.float64).mean()
+    r = response.to(torch.float64)
+    r = r - r.mean()
+    r_norm = r.norm().clamp_min(1e-300)
+    drive = drive.to(torch.float64)
     best = None
     for alpha in torch.linspace(low, high, points).tolist():
-        d = fractional_derivative(drive.to(torch.float64), alpha, dt)
+        d = fractional_derivative(drive, alpha, dt)
         d = d - d.mean()
         c = float((d * r).sum() / (d * d).sum().clamp_min(1e-300))
-        residual = float((r - c * d).norm() / r.norm().clamp_min(1e-300))
+        residual = float((r - c * d).norm() / r_norm)
         if best is None or residual < best[2]:
             best = (alpha, c, residual)
     return best

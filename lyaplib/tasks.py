@@ -156,21 +156,27 @@ class RecurrentClassifier(nn.Module):
         LSTM and GRU: to the candidate's pre-activation). Architectures: rnn, lstm,
         gru, gamma, aru.
         """
-        cell = self.cell("full")
-        B, T = x.shape[:2]
-        state = cell.initial_state(B).to(x) if state is None else state
         if drive is None:
-            weights = None
-        else:
-            x, augmented = self._with_drive(x, drive)
-            weights = {f"cell.{augmented[0]}": augmented[1]}
+            return torch.stack(self._unroll(x, state), dim=1)
+        x, (name, weight) = self._with_drive(x, drive)
+        return torch.stack(self._unroll(x, state, lambda t: {name: weight}), dim=1)
+
+    def _unroll(self, x: Tensor, state: Tensor | None = None,
+                weights_at: Callable[[int], dict[str, Tensor]] | None = None) -> list[Tensor]:
+        """The Cell's states after each step; ``weights_at(t)`` replaces Cell parameters
+        (by name) at step t, through ``functional_call``."""
+        cell = self.cell("full")
+        state = cell.initial_state(x.shape[0]).to(x) if state is None else state
         step = _Step(cell)
         states = []
-        for t in range(T):
-            state = cell.step(state, x[:, t]) if weights is None else \
-                torch.func.functional_call(step, weights, (state, x[:, t]))
+        for t in range(x.shape[1]):
+            if weights_at is None:
+                state = cell.step(state, x[:, t])
+            else:
+                weights = {f"cell.{name}": w for name, w in weights_at(t).items()}
+                state = torch.func.functional_call(step, weights, (state, x[:, t]))
             states.append(state)
-        return torch.stack(states, dim=1)
+        return states
 
     def _drive_entry(self) -> tuple[str, str, int, int]:
         if self.architecture not in _DRIVE_ENTRY:
@@ -200,15 +206,10 @@ class RecurrentClassifier(nn.Module):
         gradient of the cross-entropy of (x, y), from one backward pass: every step
         gets its own zero offset of W_hh, whose gradient is that step's share."""
         _, name, _, _ = self._drive_entry()
-        cell = self.cell("full")
-        weight = cell.get_parameter(name)
+        weight = self.cell("full").get_parameter(name)
         offsets = torch.zeros(x.shape[1], *weight.shape, dtype=weight.dtype,
                               device=weight.device, requires_grad=True)
-        step = _Step(cell)
-        state = cell.initial_state(x.shape[0]).to(x)
-        for t in range(x.shape[1]):
-            state = torch.func.functional_call(step, {f"cell.{name}": weight + offsets[t]},
-                                               (state, x[:, t]))
+        state = self._unroll(x, None, lambda t: {name: weight + offsets[t]})[-1]
         loss = nn.functional.cross_entropy(self.readout(state[..., : self.hidden_size]), y)
         (shares,) = torch.autograd.grad(loss, offsets)
         from_start = shares.flip(0).cumsum(0).flip(0)

@@ -120,16 +120,13 @@ class GammaRNN(RecurrentModule):
         self.input_size, self.hidden_size, self.dim = input_size, hidden_size, hidden_size
         self.adapt = adapt
         if adapt == "fixed":
-            n_t, s_t = (torch.as_tensor(v, dtype=torch.get_default_dtype()).clone()
-                        for v in (n, s))
+            for name, value in (("n", n), ("s", s)):
+                self.register_buffer(name, torch.as_tensor(
+                    value, dtype=torch.get_default_dtype()).clone())
         else:
             shape = (hidden_size,) if adapt == "heterogeneous" else ()
-            n_t, s_t = torch.full(shape, float(n)), torch.full(shape, float(s))
-        if adapt == "fixed":
-            self.register_buffer("n", n_t)
-            self.register_buffer("s", s_t)
-        else:
-            self.n, self.s = nn.Parameter(n_t), nn.Parameter(s_t)
+            self.n = nn.Parameter(torch.full(shape, float(n)))
+            self.s = nn.Parameter(torch.full(shape, float(s)))
         self.W = nn.Parameter(torch.linalg.qr(torch.randn(hidden_size, hidden_size))[0])
         (self.U,) = self._init_linear((hidden_size, input_size))
         self.b = nn.Parameter(torch.zeros(hidden_size))
@@ -231,9 +228,6 @@ class ARU(RecurrentModule):
 
     def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
         return self._run(state, x, Q)
-
-    def output(self, state: Tensor) -> Tensor:
-        return state[..., : self.hidden_size]
 
 
 __all__ = ["ARU", "GammaRNN", "gamma", "gamma_prime", "sup_gamma_prime", "unit_gain_saturation"]
