@@ -16,7 +16,9 @@ sequences of T = 100 steps (input size 82, as the CharRNN):
 * the time of one training step (forward + backward + Adam) of the same LSTM.
 
 Every engine result is checked against a float64 Householder run (the first two
-sequences) and the max error of the leading 8 exponents is printed.
+sequences) and the max error of the leading 8 exponents is printed. Everything runs
+on one ``device`` (default: :func:`lyaplib.scale.device`, the GPU when there is one),
+and CUDA timings synchronise before the clock is read.
 """
 
 from __future__ import annotations
@@ -31,26 +33,37 @@ from torch import nn
 
 from . import cells
 from .orthonormalize import householder
+from .scale import device as default_device
 from .spectrum import LyapunovWarning, lyapunov_spectrum
 
 B, T, VOCAB = 10, 100, 82
 TOLERANCE = 1e-3  # max |error| of the leading 8 exponents against float64 Householder
 
 
-def timed(run, repeat: int = 1) -> float:
-    """Seconds per call, the best of ``repeat`` calls."""
+def timed(run, repeat: int = 1, device: torch.device | None = None) -> float:
+    """Seconds per call of ``run()``, the best of ``repeat`` calls (kernels on ``device``
+    finished: CUDA runs asynchronously)."""
     best = math.inf
     for _ in range(repeat):
+        _synchronize(device)
         began = time.perf_counter()
         run()
+        _synchronize(device)
         best = min(best, time.perf_counter() - began)
     return best
 
 
-def gemm_gflops(dtype: torch.dtype, n: int = 1536) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def _synchronize(device: torch.device | None) -> None:
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gemm_gflops(dtype: torch.dtype, device: torch.device | None = None, n: int = 1536) -> float:
+    """Measured GEMM throughput of an n x n product on ``device``."""
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
     a @ b
-    return 2 * n ** 3 / timed(lambda: a @ b, repeat=5) / 1e9
+    return 2 * n ** 3 / timed(lambda: a @ b, repeat=5, device=device) / 1e9
 
 
 @torch.no_grad()
@@ -60,11 +73,11 @@ def reference_spectrum(lstm: nn.LSTM, x: torch.Tensor, k: int, state: str, steps
     N = lstm.hidden_size
     w_ih, w_hh = lstm.weight_ih_l0, lstm.weight_hh_l0
     bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
-    h = torch.zeros(x.shape[0], N, dtype=x.dtype)
+    h = x.new_zeros(x.shape[0], N)
     c = torch.zeros_like(h)
     D = N if state == "hidden" else 2 * N
-    Q = torch.eye(D, k, dtype=x.dtype).expand(x.shape[0], D, k)
-    log_r = torch.zeros(x.shape[0], k, dtype=torch.float64)
+    Q = torch.eye(D, k, dtype=x.dtype, device=x.device).expand(x.shape[0], D, k)
+    log_r = torch.zeros(x.shape[0], k, dtype=torch.float64, device=x.device)
     for t in range(steps):
         y = x[:, t] @ w_ih.T + h @ w_hh.T + bias
         y_i, y_f, y_g, y_o = y.chunk(4, dim=-1)
@@ -89,14 +102,15 @@ def reference_spectrum(lstm: nn.LSTM, x: torch.Tensor, k: int, state: str, steps
     return log_r / steps
 
 
-def qr_and_gemm_seconds(D: int, k: int, dtype: torch.dtype) -> tuple[float, float]:
+def qr_and_gemm_seconds(D: int, k: int, dtype: torch.dtype,
+                        device: torch.device | None = None) -> tuple[float, float]:
     """Seconds of one batched Householder QR of (B, D, k), and of one J @ Q GEMM."""
-    J = torch.randn(B, D, D, dtype=dtype) / math.sqrt(D)
-    Q = torch.linalg.qr(torch.randn(B, D, k, dtype=dtype))[0]
+    J = torch.randn(B, D, D, dtype=dtype, device=device) / math.sqrt(D)
+    Q = torch.linalg.qr(torch.randn(B, D, k, dtype=dtype, device=device))[0]
     reps = max(2, min(20, int(2e8 / (B * D * D * k))))
     torch.linalg.qr(J @ Q)  # warm-up
-    qr = timed(lambda: [torch.linalg.qr(Q) for _ in range(reps)]) / reps
-    gemm = timed(lambda: [J @ Q for _ in range(reps)]) / reps
+    qr = timed(lambda: [torch.linalg.qr(Q) for _ in range(reps)], device=device) / reps
+    gemm = timed(lambda: [J @ Q for _ in range(reps)], device=device) / reps
     return qr, gemm
 
 
@@ -108,10 +122,10 @@ def essential_gflop(D: int, k: int, qrs_per_step: float) -> float:
 
 def training_step_seconds(lstm: nn.LSTM, x: torch.Tensor) -> float:
     lstm = copy.deepcopy(lstm)  # the analysed network must not change
-    readout = nn.Linear(lstm.hidden_size, VOCAB).to(x.dtype)
+    readout = nn.Linear(lstm.hidden_size, VOCAB).to(x.device, x.dtype)
     params = [*lstm.parameters(), *readout.parameters()]
     optimizer = torch.optim.Adam(params, lr=1e-3)
-    target = torch.randint(VOCAB, x.shape[:2])
+    target = torch.randint(VOCAB, x.shape[:2], device=x.device)
 
     def step():
         optimizer.zero_grad()
@@ -120,7 +134,7 @@ def training_step_seconds(lstm: nn.LSTM, x: torch.Tensor) -> float:
         loss.backward()
         optimizer.step()
     step()
-    return timed(step, repeat=3)
+    return timed(step, repeat=3, device=x.device)
 
 
 def engine(cell, x, k, **settings):
@@ -130,13 +144,14 @@ def engine(cell, x, k, **settings):
 
 
 def benchmark(N: int, k_kind: str | int, state: str, dtype: torch.dtype, gflops: float,
-              ref_steps: int) -> list[dict]:
+              ref_steps: int, device: torch.device | None = None) -> list[dict]:
     """Rows for the reference, default and fast implementations on one configuration:
     ``k_kind`` "full" (all D exponents), "top" (k = N / 8) or an int k."""
+    device = torch.device(device or "cpu")
     torch.manual_seed(N)
-    lstm = nn.LSTM(VOCAB, N, batch_first=True).to(dtype)
+    lstm = nn.LSTM(VOCAB, N, batch_first=True).to(device, dtype)
     chars = torch.randint(VOCAB, (B, T), generator=torch.Generator().manual_seed(0))
-    x = nn.functional.one_hot(chars, VOCAB).to(dtype)
+    x = nn.functional.one_hot(chars, VOCAB).to(device, dtype)
     cell = cells.LSTM(lstm, state=state)
     D = cell.dim
     k = D if k_kind == "full" else N // 8 if k_kind == "top" else int(k_kind)
@@ -147,32 +162,40 @@ def benchmark(N: int, k_kind: str | int, state: str, dtype: torch.dtype, gflops:
         return float((per_sequence[:2, :8] - truth[:, :8]).abs().max())
 
     rows = []
-    qr, gemm = qr_and_gemm_seconds(D, k, dtype)
+    qr, gemm = qr_and_gemm_seconds(D, k, dtype, device)
     train = training_step_seconds(lstm, x)
 
     def row(name, seconds, err, settings=None):
         every = (settings or {}).get("ortho_every", 1)
         return dict(N=N, k=k, state=state, dtype=str(dtype).removeprefix("torch."),
-                    implementation=name, settings=_describe(settings), seconds=seconds,
+                    device=device.type, implementation=name, settings=_describe(settings),
+                    seconds=seconds,
                     max_error_leading8=err, qr_floor_seconds=T * (gemm + qr / every),
                     roofline_seconds=T * essential_gflop(D, k, 1 / every) / gflops,
                     training_step_seconds=train)
 
-    began = time.perf_counter()
-    ref = reference_spectrum(lstm, x, k, state, ref_steps)
-    ref_seconds = (time.perf_counter() - began) * T / ref_steps
+    ref = None
+
+    def run_reference():
+        nonlocal ref
+        ref = reference_spectrum(lstm, x, k, state, ref_steps)
+    ref_seconds = timed(run_reference, device=device) * T / ref_steps
     rows.append(row("reference", ref_seconds, None if ref_steps < T else error(ref)))
     rows[-1]["settings"] = f"diag_embed, timed over {ref_steps} steps"
     candidates = {"default": {}}
-    if k < D:
-        candidates["cholesky_qr2"] = {"method": "cholesky_qr2"}
-    for every in (2, 4):
-        candidates[f"ortho_every={every}"] = {"ortho_every": every}
+    for method in ("householder", "cholesky_qr2") if k < D else ("householder",):
+        for every in (1, 2, 4):
+            settings = {"method": method, "ortho_every": every}
+            if settings != {"method": "householder", "ortho_every": 1}:
+                candidates[_describe(settings)] = settings
     measured = {}
     for name, settings in candidates.items():
-        began = time.perf_counter()
-        out = engine(cell, x, k, **settings)
-        measured[name] = (time.perf_counter() - began, error(out), settings)
+        out = None
+
+        def run_engine(settings=settings):
+            nonlocal out
+            out = engine(cell, x, k, **settings)
+        measured[name] = (timed(run_engine, device=device), error(out), settings)
     rows.append(row("default", measured["default"][0], measured["default"][1]))
     accurate = {n: m for n, m in measured.items() if m[1] < TOLERANCE}
     best = min(accurate or measured, key=lambda n: (accurate or measured)[n][0])
@@ -190,10 +213,15 @@ def _describe(settings: dict | None) -> str:
 
 
 def run(sizes=(64, 128, 256, 512), dtypes=(torch.float32, torch.float64), *,
-        float64_up_to: int = 256, report=print) -> list[dict]:
-    """Every configuration for ``sizes``: rows of :func:`benchmark`, each reported as it lands."""
-    gflops = {dt: gemm_gflops(dt) for dt in dtypes}
-    report(f"torch {torch.__version__}, {torch.get_num_threads()} threads; GEMM "
+        float64_up_to: int = 256, device: torch.device | str | None = None,
+        report=print) -> list[dict]:
+    """Every configuration for ``sizes`` on ``device`` (default: the GPU when there is
+    one): rows of :func:`benchmark`, each reported as it lands."""
+    device = torch.device(device) if device is not None else default_device()
+    gflops = {dt: gemm_gflops(dt, device) for dt in dtypes}
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
+    report(f"torch {torch.__version__} on {where}; GEMM "
            + ", ".join(f"{str(dt)[6:]} {g:.0f} GFLOP/s" for dt, g in gflops.items()))
     report(HEADER)
     rows = []
@@ -206,7 +234,8 @@ def run(sizes=(64, 128, 256, 512), dtypes=(torch.float32, torch.float64), *,
                 extra = (32,) if N == 512 and state == "hidden" else ()
                 for k_kind in ("full", "top", *extra):
                     ref_steps = T if N <= 128 else 20
-                    for r in benchmark(N, k_kind, state, dtype, gflops[dtype], ref_steps):
+                    for r in benchmark(N, k_kind, state, dtype, gflops[dtype], ref_steps,
+                                       device):
                         rows.append(r)
                         report(format_row(r))
     return rows

@@ -32,17 +32,17 @@ def householder(M: Tensor) -> tuple[Tensor, Tensor]:
 def cholesky_qr2(M: Tensor) -> tuple[Tensor, Tensor]:
     """CholeskyQR2: twice Q = M R^-1 with R^T R = M^T M (a Cholesky factor of the Gram matrix).
 
-    Made of GEMMs, a k x k Cholesky and a triangular solve, so its flops run at GEMM
-    speed for large tall thin M; for small batched matrices the fixed cost of those
-    calls dominates (on 2 CPU cores it is ~3x slower than Householder at (10, 512, 32)). Its
-    accuracy is that of Householder while cond(M) stays below ~eps^(-1/2) (about 3e3
-    in float32); batch entries above that (estimated from diag R), or whose Cholesky
-    fails, fall back to :func:`householder`.
+    Made of GEMMs plus a k x k Cholesky and triangular inverse, so for tall thin M it
+    runs at GEMM speed (on 2 CPU cores 1.4x faster than Householder at (10, 512, 32)).
+    Its accuracy is that of Householder while cond(M) stays below ~eps^(-1/2) (about
+    3e3 in float32); batch entries above that (estimated from diag R), or whose
+    Cholesky fails, fall back to :func:`householder`.
 
     M: (..., D, k) with k <= D.  Returns Q (..., D, k) and r = diag(R) (..., k), r >= 0.
     """
-    Q1, r1, ok1 = _cholesky_pass(M)
-    Q, r2, ok2 = _cholesky_pass(Q1)
+    Q1, r1, ok1 = _cholesky_pass(M, check=True)
+    # where pass 1 is trusted, Q1 is orthonormal to ~eps cond(M)^2 < 0.01: pass 2 is safe
+    Q, r2, ok2 = _cholesky_pass(Q1, check=False)
     r = r1 * r2  # R = R2 R1, both upper triangular: the diagonals multiply
     bad = ~(ok1 & ok2)
     if bad.any():
@@ -51,14 +51,19 @@ def cholesky_qr2(M: Tensor) -> tuple[Tensor, Tensor]:
     return Q, r
 
 
-def _cholesky_pass(M: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """One CholeskyQR pass: (Q, diag R, ok) with ok False where it cannot be trusted."""
+def _cholesky_pass(M: Tensor, check: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """One CholeskyQR pass: (Q, diag R, ok), ok False where the Cholesky failed or, with
+    ``check``, where cond(M) is too large (or M not finite) for Q to be trusted."""
     L, info = torch.linalg.cholesky_ex(M.mT @ M)
-    Q = torch.linalg.solve_triangular(L.mT, M, upper=True, left=False)  # M R^-1
+    eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+    # R^-1 of the small k x k factor, then one GEMM: much faster than a (D, k) triangular solve
+    R_inv = torch.linalg.solve_triangular(L.mT, eye, upper=True)
     r = torch.diagonal(L, dim1=-2, dim2=-1)
-    limit = 0.1 / torch.finfo(M.dtype).eps ** 0.5
-    trusted = (r.amax(-1) < limit * r.amin(-1)) & torch.isfinite(Q).flatten(-2).all(-1)
-    return Q, r, (info == 0) & trusted
+    ok = info == 0
+    if check:
+        limit = 0.1 / torch.finfo(M.dtype).eps ** 0.5
+        ok &= (r.amax(-1) < limit * r.amin(-1)) & torch.isfinite(R_inv).flatten(-2).all(-1)
+    return M @ R_inv, r, ok
 
 
 METHODS: dict[str, Orthonormalizer] = {"householder": householder, "cholesky_qr2": cholesky_qr2}

@@ -31,3 +31,15 @@ def test_rows_name_every_field_and_check_accuracy(monkeypatch):
         assert r["max_error_leading8"] < 1e-10  # float64 against float64 Householder
     assert rows[0]["speedup_vs_reference"] == 1.0
     assert "n/a" not in benchmark.format_row(rows[0])
+
+
+def test_run_reports_the_device_and_every_configuration(monkeypatch):
+    monkeypatch.setattr(benchmark, "T", 12)
+    lines = []
+    rows = benchmark.run((8,), (torch.float64,), device="cpu", report=lines.append)
+    assert lines[0].startswith(f"torch {torch.__version__} on CPU")
+    # hidden and full state, each with the full spectrum and k = N / 8, three rows each
+    assert len(rows) == 12 and {r["device"] for r in rows} == {"cpu"}
+    assert {(r["state"], r["k"]) for r in rows} == {("hidden", 8), ("hidden", 1),
+                                                    ("full", 16), ("full", 1)}
+    assert len(lines) == 2 + len(rows)

@@ -59,3 +59,14 @@ def test_autograd_cell_checks_its_arguments():
 def test_linear_map_rejects_non_square():
     with pytest.raises(ValueError, match="square"):
         cells.LinearMap(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("B, k", [(1, 1), (3, 5), (4, 1)])
+def test_shared_matmul_is_the_batched_product(B, k):
+    """One folded GEMM equals B separate ones, also for a strided Q (a column slice)."""
+    from lyaplib.cells.base import shared_matmul
+
+    W = torch.randn(7, 6, generator=GEN, dtype=F64)
+    Q = torch.randn(B, 6, k + 2, generator=GEN, dtype=F64)[..., 1:k + 1]
+    expected = torch.stack([W @ q for q in Q])
+    torch.testing.assert_close(shared_matmul(W, Q), expected, rtol=1e-12, atol=1e-14)

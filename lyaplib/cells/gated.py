@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ._torch_layers import check_module, combined_bias, layer_weights, num_layers
 from .activations import sigmoid_prime, tanh_prime
-from .base import CellModule
+from .base import CellModule, shared_matmul
 
 StateConvention = Literal["full", "hidden"]
 
@@ -123,7 +123,7 @@ class LSTM(CellModule):
                                                 _scaled_rows((a_i, a_f, a_g), w, "ifg")], 1) @ q
                                      for w, q in inputs).chunk(2, dim=1)
                 else:
-                    dy = sum(w @ q for w, q in inputs)  # (B, 4N, k): four gates, one GEMM
+                    dy = sum(shared_matmul(w, q) for w, q in inputs)  # (B, 4N, k): 4 gates, 1 GEMM
                     dy_i, dy_f, dy_g, dy_o = dy.chunk(4, dim=1)
                     dc = (a_i.unsqueeze(-1) * dy_i + a_f.unsqueeze(-1) * dy_f
                           + a_g.unsqueeze(-1) * dy_g)
@@ -189,11 +189,11 @@ class GRU(CellModule):
             inp = h
             if Q is None:
                 continue
-            dgh = layer.w_hh @ Q_h[j]  # (B, 3N, k): all three gates in one GEMM
+            dgh = shared_matmul(layer.w_hh, Q_h[j])  # (B, 3N, k): all three gates in one GEMM
             dgh_r, dgh_z, dgh_n = dgh.chunk(3, dim=1)
             dgi_r = dgi_z = dgi_n = 0.0
             if d_below is not None:
-                dgi_r, dgi_z, dgi_n = (layer.w_ih @ d_below).chunk(3, dim=1)
+                dgi_r, dgi_z, dgi_n = shared_matmul(layer.w_ih, d_below).chunk(3, dim=1)
             dr = sigmoid_prime(a_r).unsqueeze(-1) * (dgi_r + dgh_r)
             dz = sigmoid_prime(a_z).unsqueeze(-1) * (dgi_z + dgh_z)
             dn = tanh_prime(a_n).unsqueeze(-1) * (dgi_n + gh_n.unsqueeze(-1) * dr

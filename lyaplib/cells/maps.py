@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from .base import CellModule
+from .base import CellModule, shared_matmul
 
 
 def _drive(new: Tensor, x: Tensor | None) -> Tensor:
@@ -100,7 +100,7 @@ class LinearMap(CellModule):
         return _drive(state @ self.A.T, x)
 
     def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
-        return self.step(state, x), self.A @ Q
+        return self.step(state, x), shared_matmul(self.A, Q)
 
     def exact_exponents(self) -> Tensor:
         """log|eigenvalues of A|, descending, (D,)."""

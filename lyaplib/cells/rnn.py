@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ._torch_layers import check_module, combined_bias, layer_weights, num_layers
 from .activations import Activation, resolve, tanh_prime
-from .base import CellModule
+from .base import CellModule, shared_matmul
 
 
 class VanillaRNN(CellModule):
@@ -77,7 +77,7 @@ class VanillaRNN(CellModule):
     def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
         a = self.preactivation(state, x)
         nxt = (1 - self.leak) * state + self.leak * self.phi(a)
-        JQ = (self.leak * self.phi_prime(a)).unsqueeze(-1) * (self.weight_hh @ Q)
+        JQ = (self.leak * self.phi_prime(a)).unsqueeze(-1) * shared_matmul(self.weight_hh, Q)
         return nxt, JQ if self.leak == 1 else JQ + (1 - self.leak) * Q
 
 
@@ -122,9 +122,9 @@ class RNN(CellModule):
         for (layer, a, new), Q_l in zip(self._layers(state, x), Q.split(self.hidden_size, dim=1),
                                         strict=True):
             # dh_l' = phi'(a) * (W_hh dh_l + W_ih dh_{l-1}'), the layer below already stepped
-            d_pre = layer.w_hh @ Q_l
+            d_pre = shared_matmul(layer.w_hh, Q_l)
             if d_below is not None:
-                d_pre = d_pre + layer.w_ih @ d_below
+                d_pre = d_pre + shared_matmul(layer.w_ih, d_below)
             d_below = self.phi_prime(a).unsqueeze(-1) * d_pre
             news.append(new)
             tangents.append(d_below)
