@@ -113,8 +113,10 @@ def test_population_of_buffer_only_cells_and_autonomous_spectra():
             for i in range(3)]
     pop = population.Population(nets, torch.zeros(3))  # FORCE nets have buffers only
     h0 = 0.5 * torch.randn(6, 30, generator=torch.Generator().manual_seed(0))
-    spectra, _ = pop.spectra(lambda m: m, torch.zeros(2, 300, 0), h0=h0, k=5, warmup=50)
+    # g = 1.8 can be chaotic: a last-bit difference between the vmapped and the plain kernels
+    # grows ~1000x per 100 steps, so a short run keeps a 1e-10 tolerance meaningful
+    spectra, _ = pop.spectra(lambda m: m, torch.zeros(2, 150, 0), h0=h0, k=5, warmup=50)
     for i, net in enumerate(nets):
-        alone = lyapunov_spectrum(net, torch.zeros(2, 300, 0), h0=h0[2 * i: 2 * i + 2], k=5,
+        alone = lyapunov_spectrum(net, torch.zeros(2, 150, 0), h0=h0[2 * i: 2 * i + 2], k=5,
                                   warmup=50, dtype=F64)
         torch.testing.assert_close(spectra[i], alone.exponents, rtol=1e-10, atol=1e-12)

@@ -161,6 +161,11 @@ def test_saturated_units_keep_a_nonzero_derivative_in_float32():
     a = torch.tensor([12.0, 30.0, -40.0])
     assert (1 - torch.tanh(a) ** 2 == 0).all()  # the naive formula loses the whole row
     assert (tanh_prime(a) > 0).all() and (sigmoid_prime(a) > 0).all()
+    # and accurate: against sech^2 a = 4 e^-2|a| / (1 + e^-2|a|)^2 in float64
+    e = torch.exp(-a.double().abs())
+    torch.testing.assert_close(tanh_prime(a).double(), 4 * e ** 2 / (1 + e ** 2) ** 2,
+                               rtol=1e-5, atol=0)
+    torch.testing.assert_close(sigmoid_prime(a).double(), e / (1 + e) ** 2, rtol=1e-5, atol=0)
     torch.testing.assert_close(tanh_prime(torch.tensor(0.3, dtype=F64)),
                                1 - torch.tanh(torch.tensor(0.3, dtype=F64)) ** 2)
 
