@@ -40,17 +40,19 @@ B, T, VOCAB = 10, 100, 82
 TOLERANCE = 1e-3  # max |error| of the leading 8 exponents against float64 Householder
 
 
+def timed_call(run, device: torch.device | None = None) -> tuple[float, object]:
+    """(seconds, result) of one call of ``run()``, its kernels on ``device`` finished
+    (CUDA runs asynchronously)."""
+    _synchronize(device)
+    began = time.perf_counter()
+    result = run()
+    _synchronize(device)
+    return time.perf_counter() - began, result
+
+
 def timed(run, repeat: int = 1, device: torch.device | None = None) -> float:
-    """Seconds per call of ``run()``, the best of ``repeat`` calls (kernels on ``device``
-    finished: CUDA runs asynchronously)."""
-    best = math.inf
-    for _ in range(repeat):
-        _synchronize(device)
-        began = time.perf_counter()
-        run()
-        _synchronize(device)
-        best = min(best, time.perf_counter() - began)
-    return best
+    """Seconds per call of ``run()``, the best of ``repeat`` calls."""
+    return min(timed_call(run, device)[0] for _ in range(repeat))
 
 
 def _synchronize(device: torch.device | None) -> None:
@@ -155,8 +157,7 @@ def benchmark(N: int, k_kind: str | int, state: str, dtype: torch.dtype, gflops:
     cell = cells.LSTM(lstm, state=state)
     D = cell.dim
     k = D if k_kind == "full" else N // 8 if k_kind == "top" else int(k_kind)
-    truth = lyapunov_spectrum(cells.LSTM(lstm, state=state), x[:2].double(), k=k,
-                              dtype=torch.float64).per_sequence
+    truth = lyapunov_spectrum(cell, x[:2].double(), k=k, dtype=torch.float64).per_sequence
 
     def error(per_sequence):
         return float((per_sequence[:2, :8] - truth[:, :8]).abs().max())
@@ -174,12 +175,8 @@ def benchmark(N: int, k_kind: str | int, state: str, dtype: torch.dtype, gflops:
                     roofline_seconds=T * essential_gflop(D, k, 1 / every) / gflops,
                     training_step_seconds=train)
 
-    ref = None
-
-    def run_reference():
-        nonlocal ref
-        ref = reference_spectrum(lstm, x, k, state, ref_steps)
-    ref_seconds = timed(run_reference, device=device) * T / ref_steps
+    seconds, ref = timed_call(lambda: reference_spectrum(lstm, x, k, state, ref_steps), device)
+    ref_seconds = seconds * T / ref_steps
     rows.append(row("reference", ref_seconds, None if ref_steps < T else error(ref)))
     rows[-1]["settings"] = f"diag_embed, timed over {ref_steps} steps"
     candidates = {"default": {}}
@@ -190,12 +187,8 @@ def benchmark(N: int, k_kind: str | int, state: str, dtype: torch.dtype, gflops:
                 candidates[_describe(settings)] = settings
     measured = {}
     for name, settings in candidates.items():
-        out = None
-
-        def run_engine(settings=settings):
-            nonlocal out
-            out = engine(cell, x, k, **settings)
-        measured[name] = (timed(run_engine, device=device), error(out), settings)
+        seconds, out = timed_call(lambda s=settings: engine(cell, x, k, **s), device)
+        measured[name] = (seconds, error(out), settings)
     rows.append(row("default", measured["default"][0], measured["default"][1]))
     accurate = {n: m for n, m in measured.items() if m[1] < TOLERANCE}
     best = min(accurate or measured, key=lambda n: (accurate or measured)[n][0])

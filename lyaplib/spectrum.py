@@ -201,9 +201,10 @@ def lyapunov_spectrum(
             _raise_if_bad(bad_state, bad_tangent)
     _raise_if_bad(bad_state, bad_tangent)
 
-    _warn_if_imprecise((log_r / (T - warmup)).mean(0), dtype, ortho_every)
+    per_sequence = log_r / (T - warmup)
+    _warn_if_imprecise(per_sequence.mean(0), dtype, ortho_every)
     return LyapunovResult(
-        per_sequence=log_r / (T - warmup),
+        per_sequence=per_sequence,
         steps=T - warmup,
         dim=dim,
         state=state,

@@ -86,6 +86,7 @@ class LSTM(CellModule):
         if Q is not None:
             Q_rows = Q.split(self.hidden_size, dim=1)
             Q_h, Q_c = Q_rows[: self.num_layers], Q_rows[self.num_layers:]
+        wide = Q is not None and Q.shape[-1] >= _EXPLICIT_FROM[self.convention] * self.hidden_size
         new_h, new_c, d_h, d_c = [], [], [], []
         inp, d_below = x, None
         for j, layer in enumerate(layer_weights(self.module)):
@@ -110,7 +111,6 @@ class LSTM(CellModule):
             a_i, a_f, a_g = sigmoid_prime(y_i) * g, sigmoid_prime(y_f) * cs[j], i * tanh_prime(y_g)
             a_o, b = sigmoid_prime(y_o) * tanh_c, o * tanh_prime(c)
             inputs = [(layer.w_hh, Q_h[j])] + ([] if d_below is None else [(layer.w_ih, d_below)])
-            wide = Q.shape[-1] >= _EXPLICIT_FROM[self.convention] * self.hidden_size
             if wide and not full:
                 # form J = a_o W_o + b (a_i W_i + a_f W_f + a_g W_g), (B, N, M), then one
                 # (B, N, M) x (B, M, k) GEMM instead of a 4N-row one
