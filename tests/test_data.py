@@ -355,3 +355,18 @@ def test_mnist_pickle_is_verified_and_only_arrays_are_unpickled(isolated, monkey
     monkeypatch.setattr(mnist_module, "SHA256", _files.sha256(path))
     with pytest.raises(pickle.UnpicklingError, match="only numpy arrays"):
         data.mnist(root=path.parent)
+
+
+def test_a_fallback_inside_a_kernel_is_also_said_in_the_builders_log(monkeypatch):
+    # In a Jupyter kernel sys.stderr goes to the notebook; sys.__stderr__ is the log of the
+    # process that runs the kernel (jupyter-book, nbval), where a build must see it too.
+    import io
+    import sys
+
+    notebook, log = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", notebook)
+    monkeypatch.setattr(sys, "__stderr__", log)
+    with pytest.warns(data.DataFallbackWarning, match="DATASET NOT FOUND: Some data"):
+        _files.announce_fallback("Some data", ["here (there)"], "a substitute")
+    assert log.getvalue() == ("[lyaplib] DATASET NOT FOUND: Some data. "
+                              "Using a FALLBACK: a substitute.\n")

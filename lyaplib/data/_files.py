@@ -112,3 +112,8 @@ def announce_fallback(dataset: str, searched: list[str], substitute: str) -> Non
                f"Using a FALLBACK instead: {substitute}.\nResults will differ from the paper's. "
                f"Set {ENV_VAR} to a folder with the data, or pass download=True.\n{'!' * 78}")
     warnings.warn(message, DataFallbackWarning, stacklevel=3)
+    if sys.stderr is not sys.__stderr__ and sys.__stderr__ is not None:
+        # In a Jupyter kernel the warning lands in the notebook only; say it in the log of
+        # whoever runs the kernel (jupyter-book, nbval) too, so a build cannot hide it.
+        print(f"[lyaplib] DATASET NOT FOUND: {dataset}. Using a FALLBACK: {substitute}.",
+              file=sys.__stderr__, flush=True)
