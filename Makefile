@@ -15,7 +15,7 @@ export LYAPLIB_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data)
 STALL ?= 240
 WATCH := $(BIN)/python tools/watchdog.py --stall $(STALL) --
 
-.PHONY: setup book test unit notebooks vendor lint dist-check clean
+.PHONY: setup book test unit notebooks vendor lint dist-check claims clean
 
 setup: $(VENV)/.installed
 
@@ -62,6 +62,15 @@ test: setup vendor notebooks lint unit dist-check
 	$(WATCH) $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=$(NBVAL_TIMEOUT) chapters
 	$(WATCH) $(BIN)/jupyter-book build . -W -n --keep-going --all
 	$(BIN)/python .ci/check_widget_state.py _build/html
+
+# The claim audit: every chapter for each seed offset and thread count, then a table of
+# every claim's value, threshold, margin and spread (tools/claims.py; about 25 minutes at
+# `ci` with the defaults). make claims SCALE=book SEEDS=0 THREADS=2 for the published sizes.
+SCALE   ?= ci
+SEEDS   ?= 0 1 2
+THREADS ?= 1 2
+claims: setup
+	$(WATCH) $(BIN)/python tools/claims.py --scale $(SCALE) --seeds $(SEEDS) --threads $(THREADS)
 
 clean:
 	rm -rf _build _vendor build dist

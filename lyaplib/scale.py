@@ -1,8 +1,12 @@
-"""The three scale presets: ``ci``, ``book`` (default) and ``paper``.
+"""The three scale presets: ``ci``, ``book`` (default) and ``paper``; seeds.
 
 Chapters ask ``current()`` which preset is active (from ``LYAPLIB_SCALE``) and
 pick their sizes with :func:`pick`, so one source runs in CI in seconds, builds
 the published book in minutes, and reproduces the papers on a GPU.
+
+Every random draw of a chapter goes through :func:`seed` or :func:`generator`, which
+add the offset in ``LYAPLIB_SEED`` (default 0): the claim audit (``tools/claims.py``)
+re-runs the book with other offsets to measure how much each number moves.
 """
 
 from __future__ import annotations
@@ -31,6 +35,33 @@ def pick(ci: T, book: T, paper: T) -> T:
     return {"ci": ci, "book": book, "paper": paper}[current()]
 
 
+def seed_offset() -> int:
+    """The integer in ``LYAPLIB_SEED`` (default 0), added to every seed of the chapters."""
+    raw = os.environ.get("LYAPLIB_SEED", "").strip() or "0"
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"LYAPLIB_SEED must be an integer, got {raw!r}") from None
+
+
+def seed(n: int = 0) -> int:
+    """Seed ``n`` of a chapter, shifted by the offset in ``LYAPLIB_SEED``."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"seed must be a non-negative int, got {n!r}")
+    return n + seed_offset()
+
+
+def generator(n: int = 0) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with :func:`seed` ``(n)``."""
+    return torch.Generator().manual_seed(seed(n))
+
+
+def tag() -> str:
+    """The preset, with the seed offset when there is one (``"ci"``, ``"book_seed2"``): the
+    key of a chapter's cached results, so that runs of other seeds never mix with them."""
+    return current() + (f"_seed{seed_offset()}" if seed_offset() else "")
+
+
 def device() -> torch.device:
     """CUDA when available (Colab, GPU machines), else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -38,4 +69,6 @@ def device() -> torch.device:
 
 def describe() -> str:
     """One line for the top of every chapter: preset and device."""
-    return f"lyaplib scale preset: {current()!r} on {device()} (set LYAPLIB_SCALE=ci|book|paper)"
+    offset = f", seed offset {seed_offset()}" if seed_offset() else ""
+    return (f"lyaplib scale preset: {current()!r} on {device()}{offset} "
+            "(set LYAPLIB_SCALE=ci|book|paper)")

@@ -77,3 +77,22 @@ def pearson(x, y, *, permutations: int = 10_000, seed: int = 0) -> tuple[float, 
     null = (shuffled @ xc) / (xc.norm() * yc.norm())
     p = (1 + int((null.abs() >= abs(r) - 1e-12).sum())) / (permutations + 1)
     return r, p
+
+
+def ranks(x) -> Tensor:
+    """1-based ranks of a 1-D sample, ties given their average rank."""
+    x = torch.as_tensor(x, dtype=torch.float64).flatten()
+    order = torch.argsort(x, stable=True)
+    sorted_x = x[order]
+    rank = torch.empty_like(x)
+    rank[order] = torch.arange(1, len(x) + 1, dtype=torch.float64)
+    for value in torch.unique(sorted_x[:-1][sorted_x[1:] == sorted_x[:-1]]):  # tied values
+        tied = x == value
+        rank[tied] = rank[tied].mean()
+    return rank
+
+
+def spearman(x, y, *, permutations: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Spearman's rank correlation of two 1-D samples and its permutation p-value
+    (:func:`pearson` of their :func:`ranks`)."""
+    return pearson(ranks(x), ranks(y), permutations=permutations, seed=seed)

@@ -11,6 +11,7 @@ one result row per run to a JSON-lines file, atomically and resumably.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -19,12 +20,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import cells
 from ._io import atomic_write
+from .benchmark import timed_call
 from .data import Corpus, MnistData, MocapData, as_sequences
 from .perturbations import Perturbation
 from .spectrum import LyapunovResult, lyapunov_spectrum
@@ -510,14 +513,7 @@ def train(model: LSTMPredictor, task: Task, config: RunConfig, *,
             generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
             began, losses = time.perf_counter(), []
             for x, y in task.batches("train", config.batch_size, generator, config.max_batches):
-                optimizer.zero_grad(set_to_none=True)
-                out, _ = model(x.to(device))
-                loss = task.loss(out, y.to(device))
-                loss.backward()
-                if config.clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-                optimizer.step()
-                losses.append(loss.detach())
+                losses.append(_train_step(model, task, optimizer, x, y, config.clip))
             train_loss = torch.stack(losses).mean().item()  # one sync per epoch
             history.epoch_seconds.append(time.perf_counter() - began)
             history.iterations.append(len(losses))
@@ -533,6 +529,20 @@ def train(model: LSTMPredictor, task: Task, config: RunConfig, *,
             if path is not None:
                 _save_checkpoint(path, model, optimizer, history, epoch)
     return history
+
+
+def _train_step(model: LSTMPredictor, task: Task, optimizer: torch.optim.Optimizer,
+                x: Tensor, y: Tensor, clip: float | None) -> Tensor:
+    """One optimizer step on the batch (x, y); the loss, detached (no host sync)."""
+    device = next(model.parameters()).device
+    optimizer.zero_grad(set_to_none=True)
+    out, _ = model(x.to(device))
+    loss = task.loss(out, y.to(device))
+    loss.backward()
+    if clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return loss.detach()
 
 
 def _track(tracker: LyapunovTracker, model: LSTMPredictor, history: History, epoch: int):
@@ -591,6 +601,54 @@ def train_and_measure(task: Task, config: RunConfig, *, le_epochs: Sequence[int]
     for state in states:
         row[f"final_{state}"] = LyapunovTracker(inputs, state=state)(model).exponents.tolist()
     return row
+
+
+@dataclass(frozen=True)
+class SpectrumCost:
+    """One spectrum's cost next to training, timed side by side on this machine.
+
+    ``spectrum_seconds`` and ``iteration_seconds`` are medians over the repeats;
+    ``in_iterations`` is the median over repeats of their ratio (spectrum / iteration).
+    """
+
+    spectrum_seconds: float
+    iteration_seconds: float
+    in_iterations: float
+
+
+def spectrum_cost(task: Task, config: RunConfig, *, repeats: int = 7, iterations: int = 10,
+                  le_count: int = 10, le_length: int = 100,
+                  state: cells.gated.StateConvention = "hidden",
+                  device: torch.device | None = None) -> SpectrumCost:
+    """Time one tracked spectrum against training iterations of ``config``'s model.
+
+    Each repeat times one spectrum (``le_count`` sequences of ``le_length`` steps, as
+    :func:`train_and_measure` tracks it) and then ``iterations`` optimizer steps, back to
+    back, after one untimed warm-up repeat. A ratio of two timings taken side by side
+    survives a machine whose load changes slowly, and the median over repeats one that is
+    busy for a moment. Nothing here is cached: a timing belongs to the machine it ran on.
+    """
+    if repeats < 1 or iterations < 1:
+        raise ValueError(f"repeats and iterations must be >= 1, got {repeats}, {iterations}")
+    device = device or torch.device("cpu")
+    model = config.model(task).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    tracker = LyapunovTracker(task.lyapunov_inputs(le_count, le_length), state=state)
+    batches = list(task.batches("train", config.batch_size, torch.Generator().manual_seed(0),
+                                iterations))  # a small data set's batches are used again
+
+    def train_block():
+        for x, y in itertools.islice(itertools.cycle(batches), iterations):
+            _train_step(model, task, optimizer, x, y, config.clip)
+
+    timings = []
+    for _ in range(repeats + 1):  # the first repeat warms up allocators and caches
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            le_seconds = timed_call(lambda: tracker(model), device)[0]
+            train_seconds = timed_call(train_block, device)[0] / iterations
+        timings.append((le_seconds, train_seconds))
+    le, it = np.array(timings[1:]).T
+    return SpectrumCost(float(np.median(le)), float(np.median(it)), float(np.median(le / it)))
 
 
 def read_results(path: str | os.PathLike) -> list[dict]:

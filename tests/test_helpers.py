@@ -69,3 +69,15 @@ def test_pearson_agrees_with_numpy_and_its_p_value_is_calibrated():
     assert 8 <= hits <= 35
     with pytest.raises(ValueError, match="same length"):
         stats.pearson([1, 2, 3], [1, 2])
+
+
+def test_ranks_and_spearman():
+    from lyaplib import stats
+    assert stats.ranks([3.0, 1.0, 2.0]).tolist() == [3.0, 1.0, 2.0]
+    assert stats.ranks([1.0, 2.0, 2.0, 5.0]).tolist() == [1.0, 2.5, 2.5, 4.0]  # ties: average
+    x = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+    assert stats.spearman([v ** 3 for v in x], x, permutations=100)[0] == pytest.approx(1.0)
+    assert stats.spearman([-v for v in x], x, permutations=100)[0] == pytest.approx(-1.0)
+    # one swapped neighbour pair of six: 1 - 6 * 2 / (6 * 35)
+    r, _ = stats.spearman([1, 2, 4, 3, 5, 6], range(6), permutations=100)
+    assert r == pytest.approx(1 - 12 / 210)

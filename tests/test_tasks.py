@@ -210,3 +210,17 @@ def test_classifier_training_with_tracking_and_resume(tmp_path):
     assert 0 <= task.accuracy(resumed) <= 1
     with pytest.raises(ValueError, match="architecture"):
         tasks.RecurrentClassifier("transformer", 3, 4, 10)
+
+
+def test_spectrum_cost_times_both_sides_and_leaves_random_state_alone():
+    task, config = periodic_task(), small_config()
+    state = torch.get_rng_state()
+    cost = tasks.spectrum_cost(task, config, repeats=3, iterations=4, le_count=2, le_length=15)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert cost.spectrum_seconds > 0 and cost.iteration_seconds > 0
+    assert math.isfinite(cost.in_iterations) and cost.in_iterations > 0
+    with pytest.raises(ValueError, match="repeats and iterations must be >= 1"):
+        tasks.spectrum_cost(task, config, repeats=0)
+    few = tasks.spectrum_cost(task, small_config(max_batches=1), repeats=1, iterations=30,
+                              le_count=2, le_length=15)  # more iterations than batches
+    assert few.iteration_seconds > 0

@@ -67,8 +67,7 @@ class Report:
             name = match.group(1) or match.group(2)
             if name not in self.failed:
                 self.failed.append(name)
-        for dataset in FALLBACK.findall(text):
-            self.fallbacks.append(f"{dataset} (in {self.current or 'unknown chapter'})")
+        self.fallbacks += FALLBACK.findall(text)
 
     def close(self, now: float) -> None:
         """Time the chapters that started but never said they finished (failed, stalled)."""
