@@ -10,8 +10,10 @@ tensors, broadcast against each other) and raises :class:`ClaimError`, an
 ``AssertionError``, naming the claim, the worst element, the threshold and the margin.
 The *margin* is how far the worst element is inside the threshold: ``threshold - value``
 for ``<`` and ``<=``, ``value - threshold`` for ``>`` and ``>=``, ``-|value - threshold|``
-for ``==``. A claim whose margin is smaller than the value's spread across seeds and
-thread counts is not a claim; ``tools/claims.py`` measures that spread.
+for ``==``. With ``log=True`` (positive quantities that vary by factors, such as ratios of
+errors or of timings) value and threshold are compared as ``log10``, so the margin is in
+decades. A claim whose margin is smaller than the value's spread across seeds and thread
+counts is not a claim; ``tools/claims.py`` measures that spread.
 
 When ``LYAPLIB_CLAIMS`` names a file, every claim (passed or failed) appends one JSON
 line to it: the chapter (``LYAPLIB_CHAPTER``), the statement, operator, worst value,
@@ -48,11 +50,17 @@ def _array(x: Any, name: str) -> np.ndarray:
     return out
 
 
-def margins(value: Any, op: str, threshold: Any) -> np.ndarray:
-    """Element-wise margins of ``value OP threshold`` (positive, or 0 for <=, >=, ==: holds)."""
+def margins(value: Any, op: str, threshold: Any, log: bool = False) -> np.ndarray:
+    """Element-wise margins of ``value OP threshold`` (positive, or 0 for <=, >=, ==: holds);
+    in decades with ``log``."""
     if op not in _OPS:
         raise ValueError(f"op must be one of {sorted(_OPS)}, got {op!r}")
     v, t = np.broadcast_arrays(_array(value, "value"), _array(threshold, "threshold"))
+    if log:
+        if not (t > 0).all():
+            raise ValueError(f"log=True needs a positive threshold, got {t.min():g}")
+        with np.errstate(divide="ignore", invalid="ignore"):  # value <= 0: -inf or nan
+            v, t = np.log10(v), np.log10(t)
     if op in ("<", "<="):
         return t - v
     if op in (">", ">="):
@@ -60,34 +68,37 @@ def margins(value: Any, op: str, threshold: Any) -> np.ndarray:
     return -np.abs(v - t)
 
 
-def claim(statement: str, value: Any, op: str, threshold: Any) -> float:
-    """Check ``value OP threshold`` for every element; record it; return the worst margin.
+def claim(statement: str, value: Any, op: str, threshold: Any, *, log: bool = False) -> float:
+    """Check ``value OP threshold`` for every element; record it; return the worst margin
+    (in decades with ``log``).
 
     Raises :class:`ClaimError` if any element fails (NaN fails), naming ``statement``.
     """
     if not isinstance(statement, str) or not statement.strip():
         raise ValueError(f"statement must be a non-empty string, got {statement!r}")
-    m = margins(value, op, threshold)
+    m = margins(value, op, threshold, log)
     v, t = np.broadcast_arrays(_array(value, "value"), _array(threshold, "threshold"))
     held = _OPS[op](v, t)
     worst = int(np.argmin(np.where(np.isnan(m), -np.inf, m)))
     value_w, threshold_w, margin_w = (float(a.flat[worst]) for a in (v, t, m))
     passed = bool(held.all())
-    _record(statement, op, value_w, threshold_w, margin_w, passed, m.size)
+    _record(statement, op, value_w, threshold_w, margin_w, passed, m.size, log)
     if not passed:
         where = f" (worst of {m.size} elements, index {worst})" if m.size > 1 else ""
+        unit = " decades" if log else ""
         raise ClaimError(f"claim does not hold: {statement}: {value_w:.6g} {op} "
-                         f"{threshold_w:.6g} is false{where}; margin {margin_w:.3g}")
+                         f"{threshold_w:.6g} is false{where}; margin {margin_w:.3g}{unit}")
     return margin_w
 
 
 def _record(statement: str, op: str, value: float, threshold: float, margin: float,
-            passed: bool, size: int) -> None:
+            passed: bool, size: int, log: bool) -> None:
     path = os.environ.get(RECORD_VAR)
     if not path:
         return
     row = {"chapter": os.environ.get(CHAPTER_VAR, ""), "claim": statement, "op": op,
-           "value": value, "threshold": threshold, "margin": margin, "passed": passed,
+           "value": value, "threshold": threshold, "margin": margin, "log": log,
+           "passed": passed,
            "elements": size, "scale": scale.current(), "seed": scale.seed_offset(),
            "threads": torch.get_num_threads()}
     line = json.dumps(row, allow_nan=True) + "\n"

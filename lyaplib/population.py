@@ -271,7 +271,8 @@ def train_force_population(nets: Sequence, targets: Tensor, train_steps: int, *,
     ``targets`` (P, T): one target each; steps < ``train_steps`` are learned,
     the rest run freely. ``x0`` (P, N): initial states (default 0.5 N(0, 1)
     from ``seed``). Returns (P,) ``train_error`` and ``test_error`` (mean
-    |f - z|) and the (P, N) final ``state``. Network i ends exactly as
+    |f - z|), the (P, T - train_steps) free-running outputs ``z_test`` and the (P, N)
+    final ``state``. Network i ends exactly as
     ``tasks.train_force`` leaves it from the same initial state.
     """
     P, T = targets.shape
@@ -304,4 +305,5 @@ def train_force_population(nets: Sequence, targets: Tensor, train_steps: int, *,
         net.w_o.copy_(w)
     err = (z_all - targets).abs()
     return {"train_error": err[:, :train_steps].mean(1).cpu(),
-            "test_error": err[:, train_steps:].mean(1).cpu(), "state": x}
+            "test_error": err[:, train_steps:].mean(1).cpu(),
+            "z_test": z_all[:, train_steps:].cpu(), "state": x}

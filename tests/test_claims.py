@@ -110,3 +110,14 @@ def test_the_audit_table_finds_weak_and_failing_claims():
     assert bad == 2
     looped = next(line for line in text.splitlines() if "| looped |" in line)
     assert "| 0.85 | 0.05 |" in looped  # min margin 0.85, spread 0.9 - 0.85
+
+
+def test_log_claims_compare_decades():
+    assert claim("a ratio far above one", 1e4, ">", 1.0, log=True) == pytest.approx(4.0)
+    assert margins([1e-3, 1e-2], "<", 1.0, log=True).tolist() == pytest.approx([3.0, 2.0])
+    with pytest.raises(ClaimError, match="margin -1 decades"):
+        claim("below a tenth", 1.0, "<", 0.1, log=True)
+    with pytest.raises(ClaimError):  # a non-positive value is never above a positive threshold
+        claim("positive", 0.0, ">", 1e-10, log=True)
+    with pytest.raises(ValueError, match="log=True needs a positive threshold"):
+        claim("bad", 1.0, ">", 0.0, log=True)

@@ -74,7 +74,8 @@ def table(rows: list[dict]) -> tuple[str, int]:
     runs = sorted({(r["seed"], r["threads"]) for r in rows})
     worst: dict[tuple, dict[tuple, dict]] = defaultdict(dict)  # claim -> run -> worst record
     for r in rows:
-        key, run = (r["chapter"], r["claim"], r["op"]), (r["seed"], r["threads"])
+        op = r["op"] + (" (log10)" if r.get("log") else "")
+        key, run = (r["chapter"], r["claim"], op), (r["seed"], r["threads"])
         seen = worst[key].get(run)
         if seen is None or _margin(r) < _margin(seen):
             worst[key][run] = r
