@@ -7,11 +7,13 @@ released (``continuous_update=False``), since each update runs the QR engine.
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Callable
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
-from IPython.display import display
+from matplotlib.figure import Figure
 
 
 def slider(value: float, low: float, high: float, step: float, description: str) -> W.Widget:
@@ -22,23 +24,35 @@ def slider(value: float, low: float, high: float, step: float, description: str)
                continuous_update=False, style={"description_width": "initial"})
 
 
-def interactive_figure(draw: Callable[..., None], **controls: W.Widget) -> W.Widget:
-    """Call ``draw(**values)`` (which makes a matplotlib figure) now and on every change.
+def figure_output(figure: Figure) -> dict:
+    """A ``display_data`` output holding ``figure`` as a PNG (what the inline backend shows)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
+                     "text/plain": repr(figure)}}
 
-    Returns a VBox of the controls above an Output area holding the figure.
+
+def interactive_figure(draw: Callable[..., None], **controls: W.Widget) -> W.Widget:
+    """Call ``draw(**values)`` (which makes matplotlib figures, without ``plt.show()``) now
+    and on every change; returns a VBox of the controls above an Output area.
+
+    The figures are written into the Output widget's state by the kernel itself, not
+    captured with ``with out:``. A captured output makes the notebook executor (nbclient,
+    which mimics the front end) send the widget's state back to the kernel on the shell
+    channel while it waits for that channel's reply; that traffic is what intermittently
+    hangs notebook execution (jupyter/nbclient#312). Here nothing flows back, and the
+    saved widget state still holds the figure for the static book.
     """
     out = W.Output()
 
     def redraw(_=None) -> None:
-        with out:
-            out.clear_output(wait=True)
-            draw(**{name: c.value for name, c in controls.items()})
-            # Display explicitly (whatever the matplotlib backend) and close, so the
-            # figure lands in the Output widget, and so in the saved widget state.
-            for number in plt.get_fignums():
-                figure = plt.figure(number)
-                display(figure)
-                plt.close(figure)
+        before = set(plt.get_fignums())
+        draw(**{name: c.value for name, c in controls.items()})
+        figures = [plt.figure(n) for n in plt.get_fignums() if n not in before]
+        out.outputs = tuple(figure_output(f) for f in figures)
+        for f in figures:
+            plt.close(f)
 
     for c in controls.values():
         c.observe(redraw, names="value")

@@ -23,15 +23,31 @@ def test_scale_presets(monkeypatch):
 
 
 def test_interactive_figure_draws_now_and_on_change():
+    import base64
+
+    import matplotlib.pyplot as plt
+
     calls = []
+
+    def draw(a, n):
+        calls.append((a, n))
+        plt.subplots()[1].plot(range(n), [a] * n)
+
     a = widgets.slider(1.0, 0.0, 2.0, 0.1, "a")
     n = widgets.slider(3, 1, 9, 1, "n")
-    box = widgets.interactive_figure(lambda a, n: calls.append((a, n)), a=a, n=n)
+    box = widgets.interactive_figure(draw, a=a, n=n)
+    out = box.children[-1]
     assert calls == [(1.0, 3)] and type(n).__name__ == "IntSlider"
     assert not a.continuous_update  # each change runs the engine: update on release
+    first = out.outputs
+    assert len(first) == 1 and first[0]["output_type"] == "display_data"
+    assert base64.b64decode(first[0]["data"]["image/png"])[:4] == b"\x89PNG"
     n.value = 5
-    assert calls[-1] == (1.0, 5)
-    assert box.children[-1].outputs is not None
+    assert calls[-1] == (1.0, 5) and len(out.outputs) == 1 and out.outputs != first
+    assert plt.get_fignums() == []  # drawn figures are closed
+    # The kernel writes the figure into the widget's state itself: the Output widget never
+    # captures (msg_id stays empty), so a notebook executor has nothing to send back.
+    assert out.msg_id == ""
 
 
 def test_plots_label_their_axes():

@@ -69,3 +69,14 @@ def test_the_exit_code_and_the_timings_are_passed_on():
 def test_bad_arguments_are_named():
     code, out, _ = watch("pass", stall=-1)
     assert code == 2 and "--stall must be positive" in out
+
+
+def test_a_finished_process_does_not_cancel_the_work_of_a_new_one():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("lyaplib_watchdog", TOOLS / "watchdog.py")
+    watchdog = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = watchdog  # dataclasses look their module up there
+    spec.loader.exec_module(watchdog)
+    first = {1: (10.0, 0.0), 2: (300.0, 5e6)}   # pid 2: a kernel that computed a lot, then ended
+    last = {1: (10.5, 100.0), 3: (30.0, 2e3)}   # pid 3: the next kernel, busy since it started
+    assert watchdog.work_between(first, last) == (30.5, 2100.0)

@@ -90,19 +90,31 @@ class Report:
         return "\n".join(lines)
 
 
-def activity(root: psutil.Process) -> tuple[float, float]:
-    """(CPU seconds, bytes read + written) summed over ``root`` and its descendants."""
-    cpu = io = 0.0
+def activity(root: psutil.Process) -> dict[int, tuple[float, float]]:
+    """{pid: (CPU seconds, bytes read + written)} of ``root`` and its descendants."""
+    found = {}
     for proc in [root, *root.children(recursive=True)]:
         try:
             times = proc.cpu_times()
-            cpu += times.user + times.system
+            io = 0.0
             counters = proc.io_counters() if hasattr(proc, "io_counters") else None
             if counters is not None:  # read_chars/write_chars include sockets (Linux)
-                io += getattr(counters, "read_chars", counters.read_bytes)
-                io += getattr(counters, "write_chars", counters.write_bytes)
+                io = (getattr(counters, "read_chars", counters.read_bytes)
+                      + getattr(counters, "write_chars", counters.write_bytes))
+            found[proc.pid] = (times.user + times.system, io)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
+    return found
+
+
+def work_between(first: dict, last: dict) -> tuple[float, float]:
+    """(CPU seconds, bytes) the processes alive at ``last`` spent since ``first``; a process
+    that started in between counts from zero, one that ended does not count (so a
+    finished kernel's CPU time never cancels a new one's)."""
+    cpu = io = 0.0
+    for pid, (c, b) in last.items():
+        c0, b0 = first.get(pid, (0.0, 0.0))
+        cpu, io = cpu + max(0.0, c - c0), io + max(0.0, b - b0)
     return cpu, io
 
 
@@ -146,16 +158,16 @@ def run(command: list[str], stall: float) -> int:
         signal.signal(signum, forward)
 
     root = psutil.Process(child.pid)
-    samples: list[tuple[float, float, float]] = []  # (time, cpu, io) over the last window
+    samples: list[tuple[float, dict]] = []  # (time, activity) over the last window
     kernels_killed = False  # and nothing has happened since
     tick = min(TICK, stall / 4)
     while (code := child.poll()) is None:
         time.sleep(tick)
         now = time.monotonic()
-        samples = [s for s in samples if s[0] >= now - stall - tick] + [(now, *activity(root))]
+        samples = [s for s in samples if s[0] >= now - stall - tick] + [(now, activity(root))]
         if now - samples[0][0] < stall:
             continue  # not a whole window of history yet
-        cpu, io = samples[-1][1] - samples[0][1], samples[-1][2] - samples[0][2]
+        cpu, io = work_between(samples[0][1], samples[-1][1])
         if now - last_output[0] < stall or cpu > IDLE_CPU * stall or io > IDLE_BYTES:
             kernels_killed = False
             continue

@@ -110,7 +110,8 @@ def announce_fallback(dataset: str, searched: list[str], substitute: str) -> Non
     places = "; ".join(searched) or "nowhere"
     message = (f"\n{'!' * 78}\nDATASET NOT FOUND: {dataset}. Searched: {places}.\n"
                f"Using a FALLBACK instead: {substitute}.\nResults will differ from the paper's. "
-               f"Set {ENV_VAR} to a folder with the data, or pass download=True.\n{'!' * 78}")
+               f"Set {ENV_VAR} to a folder with the data, or allow the download (download=True; "
+               f"`make book` does) where the network is reachable.\n{'!' * 78}")
     warnings.warn(message, DataFallbackWarning, stacklevel=3)
     if sys.stderr is not sys.__stderr__ and sys.__stderr__ is not None:
         # In a Jupyter kernel the warning lands in the notebook only; say it in the log of
