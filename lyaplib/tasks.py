@@ -4,8 +4,7 @@ A *task* (``CharTask`` for War and Peace, ``MocapTask`` for CMU Mocap) knows its
 data, its loss and which held-out inputs drive the spectrum. ``train`` fits an
 ``LSTMPredictor`` with Adam, computes the spectrum at chosen epochs through a
 ``LyapunovTracker`` (without touching the training's random numbers), and can
-resume from a checkpoint. ``run_sweep`` trains many configurations and appends
-one result row per run to a JSON-lines file, atomically and resumably.
+resume from a checkpoint (``lyaplib.sweeps`` runs many of them into a results store).
 """
 
 from __future__ import annotations
@@ -649,47 +648,6 @@ def spectrum_cost(task: Task, config: RunConfig, *, repeats: int = 7, iterations
         timings.append((le_seconds, train_seconds))
     le, it = np.array(timings[1:]).T
     return SpectrumCost(float(np.median(le)), float(np.median(it)), float(np.median(le / it)))
-
-
-def read_results(path: str | os.PathLike) -> list[dict]:
-    """The rows of a JSON-lines results file (empty if it does not exist yet)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def append_result(path: str | os.PathLike, row: dict) -> None:
-    """Append one row atomically: the file is rewritten beside itself and renamed."""
-    path = Path(path)
-    lines = [json.dumps(r) for r in read_results(path)] + [json.dumps(row)]
-    atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
-
-
-def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dict],
-              path: str | os.PathLike, *, progress: bool = True, desc: str = "runs") -> list[dict]:
-    """Run every configuration whose ``run_id`` is not yet in ``path``; return all rows.
-
-    ``run(config, checkpoint)`` trains one configuration (resuming from
-    ``checkpoint`` if it exists) and returns its row. Each finished row is
-    appended atomically and its checkpoint deleted, so an interrupted sweep
-    resumes without losing or repeating runs.
-    """
-    path = Path(path)
-    ids = [c.run_id for c in configs]
-    if len(set(ids)) != len(ids):
-        raise ValueError("configs contains duplicate configurations")
-    done = {r["run_id"] for r in read_results(path)}
-    todo = [c for c in configs if c.run_id not in done]
-    ckpt_dir = path.with_name(path.stem + "_checkpoints")
-    for config in tqdm(todo, desc=desc, disable=not progress or not todo):
-        checkpoint = ckpt_dir / f"{config.run_id}.pt"
-        row = run(config, checkpoint)
-        append_result(path, {**row, "run_id": config.run_id})
-        checkpoint.unlink(missing_ok=True)
-    rows = {r["run_id"]: r for r in read_results(path)}
-    return [rows[i] for i in ids]
 
 
 # ----------------------------------------------------------------------------- FORCE learning

@@ -1,4 +1,4 @@
-"""Training with Lyapunov tracking: models, losses, resumable checkpoints and sweeps."""
+"""Training with Lyapunov tracking: models, losses, resumable checkpoints."""
 
 import dataclasses
 import hashlib
@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from lyaplib import data, lyapunov_spectrum, tasks
-from lyaplib._io import atomic_write
 from lyaplib.data import Corpus
 
 
@@ -137,46 +136,6 @@ def test_run_config_options_reach_the_recurrent_module():
     aru = tasks.RunConfig(architecture="aru", hidden_size=4, init=None,
                           options={"controller_size": 3}).model(task)
     assert aru.cell().state_dim == 4 * (1 + 3)
-
-
-def test_sweep_resumes_without_losing_or_repeating_rows(tmp_path):
-    path = tmp_path / "results.jsonl"
-    configs = [small_config(lr=lr) for lr in (1e-3, 2e-3, 3e-3)]
-    calls = []
-
-    def run(config, checkpoint):
-        calls.append(config.lr)
-        if config.lr == 2e-3 and calls.count(2e-3) == 1:
-            raise KeyboardInterrupt  # the session ends in the middle of the second run
-        return {"lr_seen": config.lr}
-
-    with pytest.raises(KeyboardInterrupt):
-        tasks.run_sweep(configs, run, path, progress=False)
-    assert [r["lr_seen"] for r in tasks.read_results(path)] == [1e-3]
-    rows = tasks.run_sweep(configs, run, path, progress=False)
-    assert calls == [1e-3, 2e-3, 2e-3, 3e-3]  # the finished run is not repeated
-    assert [r["lr_seen"] for r in rows] == [1e-3, 2e-3, 3e-3]
-    assert len(tasks.read_results(path)) == 3
-    assert tasks.run_sweep(configs, run, path, progress=False) == rows and len(calls) == 4
-    with pytest.raises(ValueError, match="duplicate"):
-        tasks.run_sweep([configs[0], configs[0]], run, path, progress=False)
-
-
-def test_failed_write_leaves_the_results_file_intact(tmp_path):
-    path = tmp_path / "results.jsonl"
-    tasks.append_result(path, {"run_id": "a"})
-    before = path.read_bytes()
-    with pytest.raises(TypeError):
-        tasks.append_result(path, {"run_id": "b", "bad": object()})  # not JSON
-
-    def crash_midway(f):
-        f.write(b'{"run_id": "c"')
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write(path, crash_midway)
-    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
-        "results.jsonl"]
 
 
 def test_train_and_measure_row(tmp_path):

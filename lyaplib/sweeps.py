@@ -1,0 +1,198 @@
+"""The results store and resumable sweeps.
+
+A :class:`ResultStore` is a folder holding an SQLite database of result rows (JSON-ready
+dicts, one per trained network) and the checkpoints of the runs still in progress::
+
+    store = ResultStore("data/results/charrnn_ci.results")
+    rows = run_sweep(configs, run, store)     # trains only what is not stored yet
+    store.rows()                              # every row, in the order they were added
+
+Many processes may read and write one store at once (SQLite in write-ahead-log mode; each
+append is one transaction), and a process killed at any moment loses at most the run it
+was in: a row is either stored whole or not at all, and that run resumes from its last
+checkpoint. Because the checkpoints live inside the store, deleting the store's folder
+recomputes everything (a stale checkpoint can never be resumed into a new store).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm.auto import tqdm
+
+from ._io import remove_orphaned_temporaries
+
+if TYPE_CHECKING:
+    from .tasks import RunConfig
+
+DATABASE = "rows.sqlite"
+CHECKPOINTS = "checkpoints"
+BUSY_SECONDS = 120.0  # how long a writer waits for another's transaction before failing
+
+
+class DamagedStoreError(RuntimeError):
+    """A results store whose files cannot be read back; the message names the file."""
+
+
+class ResultStore:
+    """Result rows in the folder ``path`` (created on the first write), safe for concurrent
+    writers and crashes. A row with a ``run_id`` is stored at most once."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if self.path.is_file():
+            raise ValueError(f"path: a results store is a folder, but {self.path} is a file "
+                             "(results files of earlier versions are not read: delete it "
+                             "to recompute)")
+        self.database = self.path / DATABASE
+        self.checkpoints = self.path / CHECKPOINTS
+
+    def __repr__(self) -> str:
+        return f"ResultStore({str(self.path)!r})"
+
+    def __len__(self) -> int:
+        if not self.database.is_file():
+            return 0
+        with self._connect() as db:
+            return db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+
+    def __contains__(self, run_id: str) -> bool:
+        return run_id in self.run_ids()
+
+    def append(self, *rows: dict) -> None:
+        """Add ``rows`` in one transaction: all are stored, or (on any error) none.
+
+        Raises ``ValueError`` naming a ``run_id`` that is already stored or repeated, and
+        ``TypeError`` for a row that is not a JSON-ready dict.
+        """
+        records = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise TypeError(f"rows[{i}] must be a dict, got {type(row).__name__}")
+            run_id = row.get("run_id")
+            if run_id is not None and not isinstance(run_id, str):
+                raise TypeError(f"rows[{i}]['run_id'] must be a str, got {type(run_id).__name__}")
+            records.append((run_id, json.dumps(row)))  # TypeError for what JSON cannot hold
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")  # take the write lock now, not halfway through
+                db.executemany("INSERT INTO rows (run_id, row) VALUES (?, ?)", records)
+                db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                db.execute("ROLLBACK")
+                ids = [r for r, _ in records if r is not None]
+                stored = self.run_ids()
+                twice = next((r for r in ids if r in stored), None) or next(
+                    r for r in ids if ids.count(r) > 1)
+                raise ValueError(f"run_id {twice!r} is already in {self} or repeated in "
+                                 "rows; nothing was added") from None
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def rows(self) -> list[dict]:
+        """Every stored row, in the order they were added."""
+        if not self.database.is_file():
+            return []
+        with self._connect() as db:
+            found = db.execute("SELECT n, row FROM rows ORDER BY n").fetchall()
+        rows = []
+        for n, text in found:
+            try:
+                rows.append(json.loads(text))
+            except json.JSONDecodeError as exc:
+                raise DamagedStoreError(f"{self.database}: row {n} is not valid JSON ({exc}); "
+                                        f"delete {self.path} to recompute") from None
+        return rows
+
+    def run_ids(self) -> set[str]:
+        """The ``run_id`` of every stored row that has one."""
+        if not self.database.is_file():
+            return set()
+        with self._connect() as db:
+            return {r for (r,) in db.execute("SELECT run_id FROM rows WHERE run_id IS NOT NULL")}
+
+    def checkpoint(self, run_id: str) -> Path:
+        """Where the run ``run_id`` keeps its checkpoint while in progress."""
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        return self.checkpoints / f"{run_id}.pt"
+
+    def clean(self) -> list[Path]:
+        """Delete what killed processes left behind: temporary files of dead writers, and
+        checkpoints of runs whose row is stored. Returns the deleted paths."""
+        if not self.checkpoints.is_dir():
+            return []
+        removed = remove_orphaned_temporaries(self.checkpoints)
+        done = self.run_ids()
+        for checkpoint in self.checkpoints.glob("*.pt"):
+            if checkpoint.stem in done:
+                checkpoint.unlink(missing_ok=True)
+                removed.append(checkpoint)
+        return removed
+
+    def delete(self) -> None:
+        """Delete the store: its rows and checkpoints."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        if not self.database.exists() and Path(f"{self.database}-wal").exists():
+            # Its write-ahead log would be replayed into a new database of the same name.
+            raise DamagedStoreError(f"{self.database} was deleted but its log "
+                                    f"{self.database}-wal was not: delete the whole folder "
+                                    f"{self.path} to recompute")
+        db = sqlite3.connect(self.database, timeout=BUSY_SECONDS, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a committed row survives a power cut too
+            db.execute("CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY AUTOINCREMENT, "
+                       "run_id TEXT UNIQUE, row TEXT NOT NULL)")
+            yield db
+        except sqlite3.OperationalError as exc:  # locked past BUSY_SECONDS, disk full, ...
+            raise sqlite3.OperationalError(f"{self.database}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # not a database, malformed pages
+            raise DamagedStoreError(f"{self.database} is damaged or not a results store "
+                                    f"({exc}); delete {self.path} to recompute") from None
+        finally:
+            db.close()
+
+
+def as_store(store: ResultStore | str | os.PathLike) -> ResultStore:
+    """``store`` itself, or the store in the folder it names."""
+    return store if isinstance(store, ResultStore) else ResultStore(store)
+
+
+def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dict],
+              store: ResultStore | str | os.PathLike, *, progress: bool = True,
+              desc: str = "runs") -> list[dict]:
+    """Run every configuration whose ``run_id`` is not yet in ``store``; return the rows of
+    all ``configs``, in their order.
+
+    ``run(config, checkpoint)`` trains one configuration (resuming from ``checkpoint`` if
+    that file exists) and returns its row. Each finished row is stored at once and its
+    checkpoint deleted, so a sweep killed at any point resumes without losing or repeating
+    a run. Leftovers of killed processes are cleaned first.
+    """
+    store = as_store(store)
+    ids = [c.run_id for c in configs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("configs contains duplicate configurations")
+    store.clean()
+    done = store.run_ids()
+    todo = [c for c in configs if c.run_id not in done]
+    for config in tqdm(todo, desc=desc, disable=not progress or not todo):
+        checkpoint = store.checkpoint(config.run_id)
+        row = run(config, checkpoint)
+        store.append({**row, "run_id": config.run_id})
+        checkpoint.unlink(missing_ok=True)
+    rows = {r["run_id"]: r for r in store.rows() if "run_id" in r}
+    return [rows[i] for i in ids]
