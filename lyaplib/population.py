@@ -44,15 +44,43 @@ class Population(nn.Module):
         params, buffers = stack_module_state(list(models))
         self.names = list(params)
         self.params = nn.ParameterList([nn.Parameter(params[n]) for n in self.names])
-        self.buffer_values = buffers
-        self.base = copy.deepcopy(models[0]).to("meta")
+        # Everything with a value is a parameter or a buffer, so that .to(), .double() and
+        # state_dict() carry it: the models' buffers, the Adam moments and (extra state)
+        # the step count. The template is kept out of the module tree: its meta-device
+        # weights are never used, only swapped for the stacked ones by functional_call.
+        self.buffer_names = list(buffers)
+        for j, name in enumerate(self.buffer_names):
+            self.register_buffer(f"model_buffer_{j}", buffers[name])
+        for j, p in enumerate(self.params):
+            self.register_buffer(f"adam_m_{j}", torch.zeros_like(p))
+            self.register_buffer(f"adam_v_{j}", torch.zeros_like(p))
+        self.__dict__["base"] = copy.deepcopy(models[0]).to("meta")
         self.P = len(models)
         first = next(iter([*params.values(), *buffers.values()]))  # a FORCE net has buffers only
         self.register_buffer("lrs", torch.as_tensor(lrs, dtype=first.dtype, device=first.device))
         self.clip, self.betas, self.eps = clip, betas, eps
         self.forward_kwargs = forward_kwargs or {}
-        self._moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
         self._steps = 0
+
+    @property
+    def buffer_values(self) -> dict[str, Tensor]:
+        """The models' buffers, stacked: {name: (P, ...)}."""
+        return {n: getattr(self, f"model_buffer_{j}") for j, n in enumerate(self.buffer_names)}
+
+    @property
+    def _moments(self) -> list[tuple[Tensor, Tensor]]:
+        return [(getattr(self, f"adam_m_{j}"), getattr(self, f"adam_v_{j}"))
+                for j in range(len(self.params))]
+
+    def get_extra_state(self) -> dict:
+        return {"adam_steps": self._steps}
+
+    def set_extra_state(self, state: dict) -> None:
+        self._steps = int(state["adam_steps"])
+
+    def train(self, mode: bool = True) -> Population:
+        self.base.train(mode)  # the template decides dropout and the like in forward
+        return super().train(mode)
 
     def stacked(self) -> dict[str, Tensor]:
         return dict(zip(self.names, self.params, strict=True))
@@ -105,7 +133,7 @@ class Population(nn.Module):
         module = copy.deepcopy(self.base).to_empty(device=self.lrs.device)
         state = {n: p[i].detach().clone() for n, p in self.stacked().items()}
         state.update({n: b[i].clone() for n, b in self.buffer_values.items()})
-        module.load_state_dict(state)
+        module.load_state_dict(state, assign=True)  # the population's dtype and device
         return module
 
     def cell(self, make_cell, dtype: torch.dtype | None = None) -> PopulationCell:

@@ -16,6 +16,7 @@ from .cells.base import Cell
 from .orthonormalize import get_method
 
 _CHECK_EVERY = 256  # steps between host-side checks for non-finite values
+_DTYPES = (torch.float32, torch.float64)
 
 
 class LyapunovError(ValueError):
@@ -163,43 +164,54 @@ def lyapunov_spectrum(
         LyapunovError: on a bad argument (naming it), or when a state or tangent
             becomes non-finite or singular (naming the step and sequence).
     """
+    _check_cell(cell)
     dim = _positive_int(getattr(cell, "dim", None), "cell.dim")
     ortho = get_method(method)
     warmup = _int_at_least(warmup, 0, "warmup")
     ortho_every = _int_at_least(ortho_every, 1, "ortho_every")
+    _check_real_with_data(cell, inputs, h0, Q0)
     dtype, device = _dtype_and_device(cell, inputs, h0, dtype)
+    _warn_if_training_with_dropout(cell)
     cell = _cast(cell, dtype, device)
 
     xs, T, B = _check_inputs(inputs, h0, dtype, device)
+    _check_input_width(cell, xs)
     if warmup >= T:
         raise LyapunovError(f"warmup must be smaller than the number of steps T={T}, got {warmup}")
     state = _check_h0(h0, cell, B, getattr(cell, "state_dim", dim), dtype, device)
     Q = _check_Q0(Q0, k, B, dim, dtype, device)
     k = Q.shape[-1]
-    Q = ortho(Q)[0]
+    Q, r0 = ortho(Q)
+    if Q0 is not None:
+        _check_basis(Q0, r0)
 
     log_r = torch.zeros(B, k, dtype=torch.float64, device=device)
     bad_state = torch.full((B,), -1, dtype=torch.long, device=device)
     bad_tangent = torch.full((B,), -1, dtype=torch.long, device=device)
+    zero_tangent = torch.full((B,), -1, dtype=torch.long, device=device)  # R_ii = 0 exactly
     trace, trace_steps = [], []
     steps = tqdm(range(T), desc="Lyapunov spectrum", unit="step") if progress else range(T)
     for t in steps:
         x = None if xs is None else xs[:, t]
-        state, Q = cell.tangent(state, x, Q)
+        if t == 0:  # the cell's outputs are checked once, naming the culprit
+            state, Q = _first_tangent(cell, state, x, Q)
+        else:
+            state, Q = cell.tangent(state, x, Q)
         _mark(bad_state, t, ~torch.isfinite(state).all(dim=-1))
         start = 0 if t < warmup else warmup
         if (t + 1 - start) % ortho_every == 0 or t + 1 in (warmup, T):
             Q, r = ortho(Q)
             lr = r.to(torch.float64).log()
             _mark(bad_tangent, t, ~torch.isfinite(lr).all(dim=-1))
+            _mark(zero_tangent, t, (r == 0).any(dim=-1))
             if t >= warmup:
                 log_r += lr
                 if keep_trace:
                     trace.append(log_r / (t + 1 - warmup))
                     trace_steps.append(t + 1 - warmup)
         if (t + 1) % _CHECK_EVERY == 0:
-            _raise_if_bad(bad_state, bad_tangent)
-    _raise_if_bad(bad_state, bad_tangent)
+            _raise_if_bad(bad_state, bad_tangent, zero_tangent, k)
+    _raise_if_bad(bad_state, bad_tangent, zero_tangent, k)
 
     per_sequence = log_r / (T - warmup)
     _warn_if_imprecise(per_sequence.mean(0), dtype, ortho_every)
@@ -262,7 +274,14 @@ def _dtype_and_device(cell, inputs, h0, dtype) -> tuple[torch.dtype, torch.devic
         sources += [t for t in (*cell.parameters(), *cell.buffers()) if t.is_floating_point()]
     sources += [t for t in (h0, inputs) if isinstance(t, Tensor) and t.is_floating_point()]
     first = sources[0] if sources else None
+    if dtype is None and first is not None and first.dtype not in _DTYPES:
+        raise LyapunovError(f"dtype: the cell's parameters (or h0, inputs) are {first.dtype}, "
+                            "which the QR step cannot run in and which resolves only about 3 "
+                            "digits; pass dtype=torch.float32 or torch.float64 (the engine "
+                            "then analyses a copy of the cell in that dtype)")
     dtype = dtype or (first.dtype if first is not None else torch.get_default_dtype())
+    if dtype not in _DTYPES:
+        raise LyapunovError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     device = first.device if first is not None else torch.device("cpu")
     return dtype, device
 
@@ -328,6 +347,102 @@ def _check_Q0(Q0, k, B, dim, dtype, device) -> Tensor:
     return Q0.to(device=device, dtype=dtype).clone()
 
 
+def _check_cell(cell) -> None:
+    if callable(getattr(cell, "tangent", None)):
+        return
+    hint = "wrap a step function in lyaplib.AutogradCell(step, dim) to get it by autograd"
+    if isinstance(cell, (nn.RNNBase, nn.RNNCellBase)):
+        hint = (f"wrap torch.nn.{type(cell).__name__} in the matching lyaplib.cells class "
+                "(cells.LSTM, cells.GRU or cells.RNN)")
+    raise LyapunovError(f"cell must follow the Cell protocol (dim, initial_state, step, "
+                        f"tangent); {type(cell).__name__} has no tangent method: {hint}")
+
+
+def _check_real_with_data(cell, inputs, h0, Q0) -> None:
+    """Refuse complex tensors (their imaginary part would be dropped) and meta tensors."""
+    named = [("inputs", inputs), ("h0", h0), ("Q0", Q0)]
+    if isinstance(cell, nn.Module):
+        named += [(f"cell.{n}", t) for n, t in (*cell.named_parameters(), *cell.named_buffers())]
+    for name, t in named:
+        if not isinstance(t, Tensor):
+            continue
+        if t.is_complex():
+            raise LyapunovError(f"{name} is complex ({t.dtype}): the engine analyses real maps; "
+                                "write a complex state as its real and imaginary parts")
+        if t.device.type == "meta":
+            raise LyapunovError(f"{name} is on the meta device, which holds shapes but no "
+                                "values: load the weights and move it to the cpu or cuda")
+
+
+def _warn_if_training_with_dropout(cell) -> None:
+    if not isinstance(cell, nn.Module):
+        return
+    for name, module in cell.named_modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            p = module.p
+        elif isinstance(module, nn.RNNBase) and module.num_layers > 1:
+            p = module.dropout  # applied between layers in training mode only
+        else:
+            continue
+        if module.training and p > 0:
+            warnings.warn(
+                f"{'cell.' + name if name else 'the cell'} ({type(module).__name__}) is in "
+                f"training mode with dropout p = {p}: lyaplib's analytic cells follow the "
+                "network without dropout (as in eval mode), and a step that applies dropout "
+                "makes the map random. Call .eval() on the model first.",
+                LyapunovWarning, stacklevel=4)
+            return
+
+
+def _check_input_width(cell, xs: Tensor | None) -> None:
+    width = getattr(cell, "input_size", None)
+    if width is None:
+        width = getattr(getattr(cell, "module", None), "input_size", None)
+    if xs is not None and isinstance(width, int) and xs.shape[-1] != width:
+        raise LyapunovError(f"inputs must have I = {width} features (the cell's input_size), "
+                            f"got shape {tuple(xs.shape)}")
+
+
+def _first_tangent(cell, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
+    """``cell.tangent`` on the first step, with every output checked and named."""
+    (B, S), (_, D, k) = state.shape, Q.shape
+    name = f"{type(cell).__name__}.tangent"
+    where = (f"on the first step (state {(B, S)}, x "
+             f"{None if x is None else tuple(x.shape)}, Q {(B, D, k)})")
+    try:
+        out = cell.tangent(state, x, Q)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise LyapunovError(f"{name} failed {where}: {exc}") from exc
+    if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(o, Tensor) for o in out)):
+        raise LyapunovError(f"{name} must return (next state, J @ Q), two tensors; got "
+                            f"{type(out).__name__} {where}")
+    nxt, JQ = out
+    if nxt.shape != (B, S):
+        raise LyapunovError(f"{name} returned a next state of shape {tuple(nxt.shape)} {where}; "
+                            f"expected (B, S) = {(B, S)} (check its step)")
+    if JQ.shape != (B, D, k):
+        hint = "; it looks transposed: return J @ Q" if JQ.shape == (B, k, D) else ""
+        raise LyapunovError(f"{name} returned J @ Q of shape {tuple(JQ.shape)} {where}; "
+                            f"expected (B, D, k) = {(B, D, k)}{hint}")
+    for what, got, want in (("next state", nxt, state), ("J @ Q", JQ, Q)):
+        if got.dtype != want.dtype or got.device != want.device:
+            raise LyapunovError(f"{name} returned its {what} as {got.dtype} on {got.device}, "
+                                f"but the engine runs in {want.dtype} on {want.device}: the "
+                                "cell must compute in the dtype and device of its arguments")
+    return nxt, JQ
+
+
+def _check_basis(Q0: Tensor, r: Tensor) -> None:
+    """Q0 must be finite with k independent columns (one host sync, before the loop)."""
+    if not bool(torch.isfinite(Q0).all()):
+        raise LyapunovError("Q0 must be finite, got NaN or infinite entries")
+    tiny = r <= Q0.shape[-1] * torch.finfo(r.dtype).eps * r.amax(-1, keepdim=True)
+    if bool(tiny.any()):
+        b, j = (int(i) for i in tiny.nonzero()[0])
+        raise LyapunovError(f"Q0 must have k linearly independent columns; column {j} (of "
+                            f"sequence {b}) is zero or a combination of the others")
+
+
 # --- non-finite tracking without a host sync every step --------------------------------------
 
 def _mark(first_bad: Tensor, t: int, bad: Tensor) -> None:
@@ -335,15 +450,24 @@ def _mark(first_bad: Tensor, t: int, bad: Tensor) -> None:
     first_bad.masked_fill_(bad & (first_bad < 0), t)
 
 
-def _raise_if_bad(bad_state: Tensor, bad_tangent: Tensor) -> None:
+def _raise_if_bad(bad_state: Tensor, bad_tangent: Tensor, zero_tangent: Tensor, k: int) -> None:
     for first_bad, what in ((bad_state, "the state became non-finite"),
-                            (bad_tangent, "the tangent became non-finite or singular "
-                                          "(|R_ii| = 0, inf or NaN)")):
+                            (bad_tangent, "the tangent became non-finite or singular")):
         hit = first_bad >= 0
-        if bool(hit.any()):
-            steps = torch.where(hit, first_bad, torch.iinfo(torch.long).max)
-            seq = int(steps.argmin())
+        if not bool(hit.any()):
+            continue
+        steps = torch.where(hit, first_bad, torch.iinfo(torch.long).max)
+        seq, step = int(steps.argmin()), int(steps.min())
+        where = (f"at step {step} of sequence {seq} ({int(hit.sum())} of {hit.numel()} "
+                 "sequences affected)")
+        if first_bad is bad_tangent and int(zero_tangent[seq]) == step:
             raise LyapunovError(
-                f"{what} at step {int(steps[seq])} of sequence {seq} "
-                f"({int(hit.sum())} of {hit.numel()} sequences affected); "
-                "check the cell's parameters, the inputs' scale and the initial state")
+                f"the tangent became singular: it sent a direction exactly to zero (R_ii = 0) "
+                f"{where}, so that direction's exponent is -inf. Where units are switched off "
+                "(inactive ReLU units, zero rows of the weights) that is the dynamics: ask for "
+                f"fewer exponents than k = {k}, since only as many are finite as directions "
+                "the map keeps. A trajectory through a critical point (f' = 0) needs another "
+                "initial state")
+        detail = " (|R_ii| = inf or NaN)" if first_bad is bad_tangent else ""
+        raise LyapunovError(f"{what}{detail} {where}; check the cell's parameters, the "
+                            "inputs' scale and the initial state")

@@ -1,4 +1,4 @@
-"""Orthonormalisation methods: Householder and CholeskyQR2 with its Householder fallback."""
+"""Orthonormalisation methods: Householder and shifted CholeskyQR3."""
 
 import math
 import warnings
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lyaplib import LyapunovWarning, cells, lyapunov_spectrum
-from lyaplib.orthonormalize import METHODS, cholesky_qr2, householder
+from lyaplib.orthonormalize import METHODS, cholesky_qr3, householder
 
 
 def graded(B, D, k, spread, dtype, seed=0):
@@ -19,9 +19,9 @@ def graded(B, D, k, spread, dtype, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_cholesky_qr2_is_the_qr_with_positive_diagonal(dtype):
+def test_cholesky_qr3_is_the_qr_with_positive_diagonal(dtype):
     M = graded(6, 200, 16, 1.5, dtype)
-    Q, r = cholesky_qr2(M)
+    Q, r = cholesky_qr3(M)
     eps = torch.finfo(dtype).eps
     eye = torch.eye(16, dtype=dtype)
     assert (Q.mT @ Q - eye).abs().max() < 50 * eps  # orthonormal to working precision
@@ -35,18 +35,48 @@ def test_cholesky_qr2_is_the_qr_with_positive_diagonal(dtype):
     assert R.tril(-1).abs().max() < 100 * eps * M.abs().max()
 
 
-def test_cholesky_qr2_falls_back_where_it_cannot_be_trusted():
-    # entry 0 is well conditioned, entry 1 has cond ~1e6 (> eps^-1/2 in float32)
-    M = torch.cat([graded(1, 100, 8, 1.0, torch.float32), graded(1, 100, 8, 6.0,
-                                                                 torch.float32, 1)])
-    Q, r = cholesky_qr2(M)
-    Q_h, r_h = householder(M[1:])
-    assert torch.equal(Q[1:], Q_h) and torch.equal(r[1:], r_h)  # the Householder result
-    assert (Q[0].mT @ Q[0] - torch.eye(8)).abs().max() < 1e-5
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cholesky_qr3_is_accurate_far_beyond_where_cholesky_qr2_breaks_down(dtype):
+    # cond ~1e6 in float32 and ~1e12 in float64: past eps^-1/2, where the Gram matrix's
+    # Cholesky factor fails or loses the small columns, and below 1/eps
+    spread = 6.0 if dtype == torch.float32 else 12.0
+    M = graded(4, 100, 8, spread, dtype, seed=1)
+    assert torch.linalg.cond(M.double()).min() > 10 / torch.finfo(dtype).eps ** 0.5
+    Q, r = cholesky_qr3(M)
+    Q_h, r_h = householder(M)
+    eps = torch.finfo(dtype).eps
+    assert (Q.mT @ Q - torch.eye(8, dtype=dtype)).abs().max() < 50 * eps
+    assert (r.log() - r_h.log()).abs().max() < 50 * eps  # even the smallest, 10^-spread
+    assert (Q - Q_h).abs().max() < 50 * eps
+
+
+def test_cholesky_qr3_marks_dependent_and_non_finite_columns_as_householder_does():
     rank_deficient = torch.zeros(2, 10, 3)
-    rank_deficient[..., 0] = 1.0
-    Q, r = cholesky_qr2(rank_deficient)  # a failed Cholesky: still a valid Householder QR
-    assert torch.isfinite(Q).all() and torch.equal(r, householder(rank_deficient)[1])
+    rank_deficient[..., 0] = 1.0  # columns 1, 2 are zero: their directions are lost
+    r = cholesky_qr3(rank_deficient)[1]
+    assert torch.equal(r[:, 1:], torch.zeros(2, 2))
+    torch.testing.assert_close(r[:, 0], householder(rank_deficient)[1][:, 0])
+    repeated = torch.randn(2, 10, 3, generator=torch.Generator().manual_seed(0))
+    repeated[..., 2] = repeated[..., 0]
+    r = cholesky_qr3(repeated)[1]
+    assert torch.equal(r[:, 2], torch.zeros(2))
+    torch.testing.assert_close(r[:, :2], householder(repeated)[1][:, :2])
+    broken = repeated.clone()
+    broken[0, 3, 1] = float("nan")
+    r = cholesky_qr3(broken)[1]
+    assert torch.isnan(r[0]).all() and torch.isfinite(r[1, :2]).all()  # NaN stays NaN
+
+
+def test_cholesky_qr3_has_no_host_synchronisation():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA to detect a synchronisation")
+    M = graded(8, 256, 16, 2.0, torch.float32).cuda()
+    cholesky_qr3(M)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        cholesky_qr3(M)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 def test_engine_gives_the_same_exponents_with_either_method():
@@ -54,9 +84,9 @@ def test_engine_gives_the_same_exponents_with_either_method():
     cell = cells.VanillaRNN(torch.randn(40, 40, dtype=torch.float64) * 1.5 / math.sqrt(40))
     h0 = torch.randn(3, 40, dtype=torch.float64) * 0.1
     ref = lyapunov_spectrum(cell, 300, h0=h0, k=6, warmup=50)
-    fast = lyapunov_spectrum(cell, 300, h0=h0, k=6, warmup=50, method="cholesky_qr2")
+    fast = lyapunov_spectrum(cell, 300, h0=h0, k=6, warmup=50, method="cholesky_qr3")
     torch.testing.assert_close(fast.per_sequence, ref.per_sequence, rtol=1e-9, atol=1e-12)
-    assert METHODS["cholesky_qr2"] is cholesky_qr2
+    assert METHODS["cholesky_qr3"] is cholesky_qr3
 
 
 def linear(*log_moduli, dtype=torch.float32):

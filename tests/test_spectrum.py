@@ -180,6 +180,5 @@ def test_non_finite_state_reports_step_and_sequence():
 def test_singular_tangent_reports_step_and_sequence():
     # x = 0.5 is the critical point of the logistic map: f'(0.5) = 0, so R_11 = 0.
     h0 = torch.tensor([[0.3], [0.3], [0.5]], dtype=F64)
-    with pytest.raises(LyapunovError, match="tangent became non-finite or singular .* at step 0 "
-                                            "of sequence 2"):
+    with pytest.raises(LyapunovError, match="tangent became singular.* at step 0 of sequence 2"):
         lyapunov_spectrum(cells.Logistic(4.0), 10, h0=h0)

@@ -21,11 +21,20 @@ def check_module(module: nn.Module, kinds: tuple[type, ...], name: str) -> None:
     if not isinstance(module, kinds):
         allowed = " or ".join(f"torch.nn.{k.__name__}" for k in kinds)
         raise TypeError(f"{name} wraps {allowed}, got {type(module).__name__}")
+    kind = next(k for k in kinds if isinstance(module, k))
+    if type(module).forward is not kind.forward:
+        # the analytic tangent follows torch's equations, and would ignore the new forward
+        raise TypeError(f"{name}: {type(module).__name__} overrides torch.nn.{kind.__name__}"
+                        ".forward, which the analytic tangent would ignore; wrap one step of "
+                        "it in lyaplib.AutogradCell(step, dim) instead")
     if getattr(module, "bidirectional", False):
         raise ValueError(f"{name}: bidirectional modules are not causal dynamical systems; "
                          "analyse each direction as its own module")
     if getattr(module, "proj_size", 0):
-        raise ValueError(f"{name}: LSTMs with proj_size > 0 are not supported")
+        raise ValueError(f"{name}: LSTMs with proj_size > 0 have no analytic tangent here; "
+                         "lyaplib.AutogradCell handles them: wrap one step, state [h, c] -> "
+                         "module(x[:, None], (h[None], c[None])), with dim = proj_size + "
+                         "hidden_size per layer")
 
 
 def layer_weights(module: nn.Module) -> list[LayerWeights]:

@@ -26,6 +26,55 @@ def sigmoid_prime(a: Tensor) -> Tensor:
     return torch.sigmoid(a) * torch.sigmoid(-a)
 
 
+class _SaturationSafe(torch.autograd.Function):
+    """An activation whose autograd derivative (reverse and forward mode, vmappable) is the
+    saturation-safe one above, not the one torch derives from its output."""
+
+    generate_vmap_rule = True
+    function: Callable[[Tensor], Tensor]
+    derivative: Callable[[Tensor], Tensor]
+
+    @classmethod
+    def forward(cls, a: Tensor) -> Tensor:
+        return cls.function(a)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(inputs[0])
+        ctx.save_for_forward(inputs[0])
+
+    @classmethod
+    def backward(cls, ctx, grad: Tensor) -> Tensor:
+        return grad * cls.derivative(ctx.saved_tensors[0])
+
+    @classmethod
+    def jvp(cls, ctx, tangent: Tensor) -> Tensor:
+        return tangent * cls.derivative(ctx.saved_tensors[0])
+
+
+class _Tanh(_SaturationSafe):
+    function, derivative = staticmethod(torch.tanh), staticmethod(tanh_prime)
+
+
+class _Sigmoid(_SaturationSafe):
+    function, derivative = staticmethod(torch.sigmoid), staticmethod(sigmoid_prime)
+
+
+def tanh(a: Tensor) -> Tensor:
+    """``torch.tanh`` with the saturation-safe derivative under autograd and ``torch.func``.
+
+    torch differentiates tanh as 1 - tanh(a)^2, exactly 0 once tanh(a) rounds to +-1
+    (|a| > 9 in float32, > 19 in float64): a step written with torch.tanh gives
+    :class:`~lyaplib.cells.base.AutogradCell` whole zero rows of the Jacobian there.
+    """
+    return _Tanh.apply(a)
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    """``torch.sigmoid`` with the saturation-safe derivative s(a) s(-a) (see :func:`tanh`)."""
+    return _Sigmoid.apply(a)
+
+
 def relu_prime(a: Tensor) -> Tensor:
     """d relu / da: 1 where a > 0, else 0 (the convention of torch.relu's gradient)."""
     return (a > 0).to(a.dtype)

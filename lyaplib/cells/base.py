@@ -92,6 +92,13 @@ class AutogradCell(CellModule):
     The generic fallback for a model without an analytic tangent, and the
     reference every analytic tangent in lyaplib is tested against.
 
+    Its derivatives are torch's: ``torch.tanh`` and ``torch.sigmoid`` are differentiated
+    from their outputs (1 - tanh^2), which is exactly 0 where the unit saturates
+    (|a| > 19 in float64, > 9 in float32), so a saturated network's Jacobian gets zero
+    rows, and the lowest exponents are lost or the engine stops at a singular tangent.
+    Write the step with :func:`lyaplib.cells.activations.tanh` and ``.sigmoid`` (same
+    values, saturation-safe derivatives) to avoid that.
+
     Args:
         step_fn: ``(state (B, D), x (B, I) | None) -> (B, D)``; rows of the batch
             must not interact (each sequence evolves on its own). If it is an

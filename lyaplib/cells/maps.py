@@ -94,7 +94,9 @@ class LinearMap(CellModule):
         self.dim = A.shape[0]
 
     def initial_state(self, batch: int) -> Tensor:
-        return torch.ones(batch, self.dim, dtype=self.dtype, device=self.device)
+        # The fixed point 0: the tangent does not depend on the state, and a non-zero start
+        # would overflow an expanding map (|h| ~ e^(lambda_1 t)) for nothing.
+        return torch.zeros(batch, self.dim, dtype=self.dtype, device=self.device)
 
     def step(self, state: Tensor, x: Tensor | None) -> Tensor:
         return _drive(state @ self.A.T, x)

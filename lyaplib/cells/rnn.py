@@ -62,6 +62,11 @@ class VanillaRNN(CellModule):
             U = U / math.sqrt(input_size)
         return cls(W * gain / math.sqrt(hidden_size), U, activation=activation, leak=leak)
 
+    @property
+    def input_size(self) -> int | None:
+        """I, the width of the inputs (None for an autonomous network)."""
+        return None if self.weight_ih is None else self.weight_ih.shape[1]
+
     def preactivation(self, state: Tensor, x: Tensor | None) -> Tensor:
         a = state @ self.weight_hh.T
         if x is not None:
