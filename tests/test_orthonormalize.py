@@ -1,4 +1,5 @@
-"""Orthonormalisation methods: Householder and shifted CholeskyQR3."""
+"""Orthonormalisation methods: Householder, CholeskyQR2 with its fallback (CPU) and shifted
+CholeskyQR3 (sync-free, GPU), both behind method="cholesky_qr"."""
 
 import math
 import warnings
@@ -7,7 +8,13 @@ import pytest
 import torch
 
 from lyaplib import LyapunovWarning, cells, lyapunov_spectrum
-from lyaplib.orthonormalize import METHODS, cholesky_qr3, householder
+from lyaplib.orthonormalize import (
+    METHODS,
+    cholesky_qr,
+    cholesky_qr2,
+    householder,
+    shifted_cholesky_qr3,
+)
 
 
 def graded(B, D, k, spread, dtype, seed=0):
@@ -18,10 +25,11 @@ def graded(B, D, k, spread, dtype, seed=0):
     return M.to(dtype)
 
 
+@pytest.mark.parametrize("method", [cholesky_qr2, shifted_cholesky_qr3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_cholesky_qr3_is_the_qr_with_positive_diagonal(dtype):
+def test_cholesky_qr_is_the_qr_with_positive_diagonal(dtype, method):
     M = graded(6, 200, 16, 1.5, dtype)
-    Q, r = cholesky_qr3(M)
+    Q, r = method(M)
     eps = torch.finfo(dtype).eps
     eye = torch.eye(16, dtype=dtype)
     assert (Q.mT @ Q - eye).abs().max() < 50 * eps  # orthonormal to working precision
@@ -36,13 +44,13 @@ def test_cholesky_qr3_is_the_qr_with_positive_diagonal(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_cholesky_qr3_is_accurate_far_beyond_where_cholesky_qr2_breaks_down(dtype):
+def test_shifted_cholesky_qr3_is_accurate_far_beyond_where_cholesky_qr2_breaks_down(dtype):
     # cond ~1e6 in float32 and ~1e12 in float64: past eps^-1/2, where the Gram matrix's
     # Cholesky factor fails or loses the small columns, and below 1/eps
     spread = 6.0 if dtype == torch.float32 else 12.0
     M = graded(4, 100, 8, spread, dtype, seed=1)
     assert torch.linalg.cond(M.double()).min() > 10 / torch.finfo(dtype).eps ** 0.5
-    Q, r = cholesky_qr3(M)
+    Q, r = shifted_cholesky_qr3(M)
     Q_h, r_h = householder(M)
     eps = torch.finfo(dtype).eps
     assert (Q.mT @ Q - torch.eye(8, dtype=dtype)).abs().max() < 50 * eps
@@ -50,33 +58,50 @@ def test_cholesky_qr3_is_accurate_far_beyond_where_cholesky_qr2_breaks_down(dtyp
     assert (Q - Q_h).abs().max() < 50 * eps
 
 
-def test_cholesky_qr3_marks_dependent_and_non_finite_columns_as_householder_does():
+def test_shifted_cholesky_qr3_marks_dependent_and_non_finite_columns_as_householder_does():
     rank_deficient = torch.zeros(2, 10, 3)
     rank_deficient[..., 0] = 1.0  # columns 1, 2 are zero: their directions are lost
-    r = cholesky_qr3(rank_deficient)[1]
+    r = shifted_cholesky_qr3(rank_deficient)[1]
     assert torch.equal(r[:, 1:], torch.zeros(2, 2))
     torch.testing.assert_close(r[:, 0], householder(rank_deficient)[1][:, 0])
     repeated = torch.randn(2, 10, 3, generator=torch.Generator().manual_seed(0))
     repeated[..., 2] = repeated[..., 0]
-    r = cholesky_qr3(repeated)[1]
+    r = shifted_cholesky_qr3(repeated)[1]
     assert torch.equal(r[:, 2], torch.zeros(2))
     torch.testing.assert_close(r[:, :2], householder(repeated)[1][:, :2])
     broken = repeated.clone()
     broken[0, 3, 1] = float("nan")
-    r = cholesky_qr3(broken)[1]
+    r = shifted_cholesky_qr3(broken)[1]
     assert torch.isnan(r[0]).all() and torch.isfinite(r[1, :2]).all()  # NaN stays NaN
 
 
-def test_cholesky_qr3_has_no_host_synchronisation():
+def test_cholesky_qr2_falls_back_where_it_cannot_be_trusted():
+    # entry 0 is well conditioned, entry 1 has cond ~1e6 (> eps^-1/2 in float32)
+    M = torch.cat([graded(1, 100, 8, 1.0, torch.float32), graded(1, 100, 8, 6.0,
+                                                                 torch.float32, 1)])
+    Q, r = cholesky_qr2(M)
+    Q_h, r_h = householder(M[1:])
+    assert torch.equal(Q[1:], Q_h) and torch.equal(r[1:], r_h)  # the Householder result
+    assert (Q[0].mT @ Q[0] - torch.eye(8)).abs().max() < 1e-5
+    rank_deficient = torch.zeros(2, 10, 3)
+    rank_deficient[..., 0] = 1.0
+    Q, r = cholesky_qr2(rank_deficient)  # a failed Cholesky: still a valid Householder QR
+    assert torch.isfinite(Q).all() and torch.equal(r, householder(rank_deficient)[1])
+
+
+def test_cholesky_qr_picks_the_branch_free_variant_off_the_cpu():
+    M = graded(2, 50, 4, 1.0, torch.float64)
+    assert all(map(torch.equal, cholesky_qr(M), cholesky_qr2(M)))
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA to detect a synchronisation")
-    M = graded(8, 256, 16, 2.0, torch.float32).cuda()
-    cholesky_qr3(M)
+    M = M.cuda()
+    shifted_cholesky_qr3(M)  # warm up: the first calls may load libraries
     torch.cuda.set_sync_debug_mode("error")
     try:
-        cholesky_qr3(M)
+        Q, r = cholesky_qr(M)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+    assert all(map(torch.equal, (Q, r), shifted_cholesky_qr3(M)))
 
 
 def test_engine_gives_the_same_exponents_with_either_method():
@@ -84,9 +109,9 @@ def test_engine_gives_the_same_exponents_with_either_method():
     cell = cells.VanillaRNN(torch.randn(40, 40, dtype=torch.float64) * 1.5 / math.sqrt(40))
     h0 = torch.randn(3, 40, dtype=torch.float64) * 0.1
     ref = lyapunov_spectrum(cell, 300, h0=h0, k=6, warmup=50)
-    fast = lyapunov_spectrum(cell, 300, h0=h0, k=6, warmup=50, method="cholesky_qr3")
+    fast = lyapunov_spectrum(cell, 300, h0=h0, k=6, warmup=50, method="cholesky_qr")
     torch.testing.assert_close(fast.per_sequence, ref.per_sequence, rtol=1e-9, atol=1e-12)
-    assert METHODS["cholesky_qr3"] is cholesky_qr3
+    assert METHODS["cholesky_qr"] is cholesky_qr
 
 
 def linear(*log_moduli, dtype=torch.float32):
