@@ -151,8 +151,8 @@ def lyapunov_spectrum(
             carries more state than it has exponents); default ``cell.initial_state(B)``.
         Q0: initial basis (D, k) or (B, D, k), orthonormalised first; default
             the first k columns of the identity.
-        dtype: dtype of the state and Q (e.g. torch.float64 for reference runs);
-            default the cell's parameter dtype. log R_ii always sums in float64.
+        dtype: dtype of the state and Q, torch.float32 or torch.float64 (for reference
+            runs); default the cell's parameter dtype. log R_ii always sums in float64.
         method: orthonormalisation method, see ``lyaplib.orthonormalize.METHODS``.
         keep_trace: record the running estimate after each orthonormalisation.
         progress: show a tqdm progress bar over time steps.
@@ -161,8 +161,13 @@ def lyapunov_spectrum(
         A :class:`LyapunovResult`.
 
     Raises:
-        LyapunovError: on a bad argument (naming it), or when a state or tangent
+        LyapunovError: on a bad argument (naming it), when the cell's first step returns
+            the wrong shapes or dtype (naming the cell), or when a state or tangent
             becomes non-finite or singular (naming the step and sequence).
+
+    Warns:
+        LyapunovWarning: where the lowest exponents reach the dtype's precision floor,
+            and for a module in training mode with dropout.
     """
     _check_cell(cell)
     dim = _positive_int(getattr(cell, "dim", None), "cell.dim")
