@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             c for c in every if any(c.stem.startswith(w) or c.stem == w for w in args.chapters)]
         if not wanted:
             parser.error(f"--chapters {args.chapters} matches none of {[c.stem for c in every]}")
-        records = args.out or ROOT / "data" / "claims" / f"{args.scale}.jsonl"
+        # absolute: the kernels run in chapters/, where a relative path would point elsewhere
+        records = (args.out or ROOT / "data" / "claims" / f"{args.scale}.jsonl").resolve()
         records.parent.mkdir(parents=True, exist_ok=True)
         records.unlink(missing_ok=True)
         failures = audit(wanted, args.scale, args.seeds, args.threads, records, args.timeout)
