@@ -64,7 +64,7 @@ test: setup vendor notebooks lint unit dist-check
 	$(BIN)/python .ci/check_widget_state.py _build/html
 
 # The claim audit: every chapter for each seed offset and thread count, then a table of
-# every claim's value, threshold, margin and spread (tools/claims.py; about 25 minutes at
+# every claim's value, threshold, margin and spread (tools/claims.py; about 8 minutes per run, 6 runs at
 # `ci` with the defaults). make claims SCALE=book SEEDS=0 THREADS=2 for the published sizes.
 SCALE   ?= ci
 SEEDS   ?= 0 1 2
