@@ -15,12 +15,12 @@ import time
 import torch
 from torch import nn
 
-from lyaplib import data, lyapunov_spectrum, population, tasks
+from lyaplib import data, lyapunov_spectrum, models, population, tasks, training
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--architecture", default="lstm", choices=tasks.ARCHITECTURES)
+    parser.add_argument("--architecture", default="lstm", choices=models.ARCHITECTURES)
     parser.add_argument("--networks", type=int, default=16)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20, help="Adam steps per network")
@@ -29,7 +29,7 @@ def main() -> None:
 
     task = tasks.SequenceClassificationTask(data.mnist(), train_size=args.steps * args.batch,
                                             test_size=256)
-    configs = [tasks.RunConfig(architecture=args.architecture, hidden_size=args.hidden,
+    configs = [training.RunConfig(architecture=args.architecture, hidden_size=args.hidden,
                                lr=10 ** (-3 + i / args.networks), init=0.1, seed=i,
                                batch_size=args.batch, epochs=1)
                for i in range(args.networks)]

@@ -1,4 +1,16 @@
-"""lyaplib: Lyapunov exponents of recurrent neural networks, in PyTorch."""
+"""lyaplib: Lyapunov exponents of recurrent neural networks, in PyTorch.
+
+The engine is :func:`lyapunov_spectrum`, which takes any :class:`Cell`. The modules:
+
+* ``cells``: dynamical systems with analytic tangents (maps, RNNs, LSTM/GRU, the zoo);
+* ``models``: trainable models and the registry of architectures, ``ARCHITECTURES``;
+* ``tasks``, ``training``, ``sweeps``, ``population``, ``force``: the experiments;
+* ``testing``: :func:`~lyaplib.testing.check_tangent` for your own cells;
+* ``aelle``, ``perturbations``, ``fractional``, ``stats``: analyses of spectra and runs;
+* ``data``, ``scale``, ``plotting``, ``widgets``, ``benchmark``, ``claims``: the book's tools.
+"""
+
+from importlib import import_module
 
 from . import cells, scale, stats
 from .cells import AutogradCell, Cell
@@ -7,8 +19,18 @@ from .spectrum import LyapunovError, LyapunovResult, LyapunovWarning, lyapunov_s
 
 __version__ = "0.1.0"
 
+# loaded on first use, so that ``import lyaplib`` stays light (no matplotlib, no data)
+_SUBMODULES = ("aelle", "benchmark", "claims", "data", "force", "fractional", "models",
+               "perturbations", "plotting", "population", "sweeps", "tasks", "testing",
+               "training", "widgets")
+
 __all__ = [
-    "AutogradCell", "Cell", "LyapunovError", "LyapunovResult", "LyapunovWarning", "cells",
-    "lyapunov_spectrum",
-    "orthonormalize", "scale", "stats",
+    "AutogradCell", "Cell", "LyapunovError", "LyapunovResult", "LyapunovWarning",
+    "lyapunov_spectrum", "orthonormalize", "cells", "scale", "stats", *_SUBMODULES,
 ]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'lyaplib' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """Speed of the Lyapunov engine on a single-layer LSTM, measured in one run
 (``benchmarks/engine.py`` is the command line; chapter 10 runs a small version).
 
-For each configuration (N, k, state, dtype), with B = 10 one-hot character
+For each configuration (N, k, jacobian convention, dtype), with B = 10 one-hot character
 sequences of T = 100 steps (input size 82, as the CharRNN):
 
 * ``reference``: the 2022 authors' approach, written here: dense (B, 4N, 4N)
@@ -69,7 +69,7 @@ def gemm_gflops(dtype: torch.dtype, device: torch.device | None = None, n: int =
 
 
 @torch.no_grad()
-def reference_spectrum(lstm: nn.LSTM, x: torch.Tensor, k: int, state: str, steps: int):
+def reference_spectrum(lstm: nn.LSTM, x: torch.Tensor, k: int, jacobian: str, steps: int):
     """The 2022 code's way: dense diagonal matrices, J formed by GEMMs, QR every step.
     Returns the exponents per sequence, (B, k)."""
     N = lstm.hidden_size
@@ -77,7 +77,7 @@ def reference_spectrum(lstm: nn.LSTM, x: torch.Tensor, k: int, state: str, steps
     bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
     h = x.new_zeros(x.shape[0], N)
     c = torch.zeros_like(h)
-    D = N if state == "hidden" else 2 * N
+    D = N if jacobian == "hidden" else 2 * N
     Q = torch.eye(D, k, dtype=x.dtype, device=x.device).expand(x.shape[0], D, k)
     log_r = torch.zeros(x.shape[0], k, dtype=torch.float64, device=x.device)
     for t in range(steps):
@@ -92,7 +92,7 @@ def reference_spectrum(lstm: nn.LSTM, x: torch.Tensor, k: int, state: str, steps
         d_i, d_f, d_g, d_o = dy.chunk(4, dim=1)
         dc_dh = d_i + d_f + d_g
         dh_dh = d_o + torch.diag_embed(b) @ dc_dh
-        if state == "hidden":
+        if jacobian == "hidden":
             J = dh_dh
         else:
             dc_dc = torch.diag_embed(f)
@@ -145,7 +145,7 @@ def engine(cell, x, k, **settings):
         return lyapunov_spectrum(cell, x, k=k, **settings).per_sequence
 
 
-def benchmark(N: int, k_kind: str | int, state: str, dtype: torch.dtype, gflops: float,
+def benchmark(N: int, k_kind: str | int, jacobian: str, dtype: torch.dtype, gflops: float,
               ref_steps: int, device: torch.device | None = None) -> list[dict]:
     """Rows for the reference, default and fast implementations on one configuration:
     ``k_kind`` "full" (all D exponents), "top" (k = N / 8) or an int k."""
@@ -154,7 +154,7 @@ def benchmark(N: int, k_kind: str | int, state: str, dtype: torch.dtype, gflops:
     lstm = nn.LSTM(VOCAB, N, batch_first=True).to(device, dtype)
     chars = torch.randint(VOCAB, (B, T), generator=torch.Generator().manual_seed(0))
     x = nn.functional.one_hot(chars, VOCAB).to(device, dtype)
-    cell = cells.LSTM(lstm, state=state)
+    cell = cells.LSTM(lstm, jacobian)
     D = cell.dim
     k = D if k_kind == "full" else N // 8 if k_kind == "top" else int(k_kind)
     truth = lyapunov_spectrum(cell, x[:2].double(), k=k, dtype=torch.float64).per_sequence
@@ -168,14 +168,14 @@ def benchmark(N: int, k_kind: str | int, state: str, dtype: torch.dtype, gflops:
 
     def row(name, seconds, err, settings=None):
         every = (settings or {}).get("ortho_every", 1)
-        return dict(N=N, k=k, state=state, dtype=str(dtype).removeprefix("torch."),
+        return dict(N=N, k=k, jacobian=jacobian, dtype=str(dtype).removeprefix("torch."),
                     device=device.type, implementation=name, settings=_describe(settings),
                     seconds=seconds,
                     max_error_leading8=err, qr_floor_seconds=T * (gemm + qr / every),
                     roofline_seconds=T * essential_gflop(D, k, 1 / every) / gflops,
                     training_step_seconds=train)
 
-    seconds, ref = timed_call(lambda: reference_spectrum(lstm, x, k, state, ref_steps), device)
+    seconds, ref = timed_call(lambda: reference_spectrum(lstm, x, k, jacobian, ref_steps), device)
     ref_seconds = seconds * T / ref_steps
     rows.append(row("reference", ref_seconds, None if ref_steps < T else error(ref)))
     rows[-1]["settings"] = f"diag_embed, timed over {ref_steps} steps"
@@ -222,19 +222,19 @@ def run(sizes=(64, 128, 256, 512), dtypes=(torch.float32, torch.float64), *,
         for dtype in dtypes:
             if dtype == torch.float64 and N > float64_up_to:
                 continue
-            for state in ("hidden", "full"):
+            for jacobian in ("hidden", "full"):
                 # "full": all D exponents; "top": k = N / 8; and k = 32 of 512 (a target)
-                extra = (32,) if N == 512 and state == "hidden" else ()
+                extra = (32,) if N == 512 and jacobian == "hidden" else ()
                 for k_kind in ("full", "top", *extra):
                     ref_steps = T if N <= 128 else 20
-                    for r in benchmark(N, k_kind, state, dtype, gflops[dtype], ref_steps,
+                    for r in benchmark(N, k_kind, jacobian, dtype, gflops[dtype], ref_steps,
                                        device):
                         rows.append(r)
                         report(format_row(r))
     return rows
 
 
-HEADER = (f"{'N':>4} {'k':>5} {'state':6} {'dtype':7} {'impl':9} {'seconds':>8} "
+HEADER = (f"{'N':>4} {'k':>5} {'jacobian':8} {'dtype':7} {'impl':9} {'seconds':>8} "
           f"{'x ref':>6} {'/floor':>6} {'roofl.':>6} {'train':>6} {'err8':>8}  settings")
 LEGEND = (f"seconds for T = {T} steps of B = {B} sequences; x ref = speed-up over the reference; "
           f"/floor = time over the QR floor; roofl. = fraction of the GEMM roofline; train = cost "
@@ -243,7 +243,7 @@ LEGEND = (f"seconds for T = {T} steps of B = {B} sequences; x ref = speed-up ove
 
 
 def format_row(r: dict) -> str:
-    return (f"{r['N']:>4} {r['k']:>5} {r['state']:6} {r['dtype']:7} {r['implementation']:9} "
+    return (f"{r['N']:>4} {r['k']:>5} {r['jacobian']:8} {r['dtype']:7} {r['implementation']:9} "
             f"{r['seconds']:8.3f} {r['speedup_vs_reference']:6.1f} {r['time_over_qr_floor']:6.2f} "
             f"{r['fraction_of_gemm_roofline']:6.2f} {r['le_cost_in_training_steps']:6.1f} "
             + (f"{r['max_error_leading8']:8.1e}" if r["max_error_leading8"] is not None

@@ -10,6 +10,13 @@ from matplotlib.axes import Axes
 
 from .spectrum import LyapunovResult
 
+BOOK_STYLE = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3}
+
+
+def use_book_style() -> None:
+    """Apply the book's figure style (resolution, light grid) to matplotlib's defaults."""
+    plt.rcParams.update(BOOK_STYLE)
+
 
 def _axes(ax: Axes | None) -> Axes:
     return plt.subplots(figsize=(6, 3.6))[1] if ax is None else ax

@@ -12,12 +12,10 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
-from tqdm.auto import tqdm
 
 from .cells.base import CellModule
 from .spectrum import LyapunovResult, lyapunov_spectrum
@@ -64,7 +62,7 @@ class Population(nn.Module):
 
     @property
     def buffer_values(self) -> dict[str, Tensor]:
-        """The models' buffers, stacked: {name: (P, ...)}."""
+        """Every model buffer stacked over the P networks, as {name -> (P, ...)}."""
         return {n: getattr(self, f"model_buffer_{j}") for j, n in enumerate(self.buffer_names)}
 
     @property
@@ -210,128 +208,3 @@ class PopulationCell(CellModule):
 
     def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
         return self._vmapped("tangent", state, x, Q)
-
-
-def train_population(task, configs: Sequence, *, le_inputs: Tensor | None = None,
-                     le_fractions: Sequence[float] = (1.0,), progress: bool = True,
-                     device: torch.device | None = None) -> list[dict]:
-    """Train the networks of ``configs`` (one architecture and size; their own ``init``,
-    ``lr`` and ``seed``) as one :class:`Population`; return one result row each.
-
-    All networks see the same batches (order from the first config's seed), for
-    ``epochs``/``max_batches``/``batch_size`` of the first config. At each of
-    ``le_fractions`` of the training steps (0: before training, 1: the end) the
-    validation loss and, given ``le_inputs`` (B, T, I), the spectrum of every
-    network are recorded. Rows hold the config, ``val_loss`` and ``spectrum``
-    (at the end), ``val_loss_at`` and ``spectrum_at`` ({fraction: ...}) and
-    ``accuracy`` on the test split when the task has one.
-    """
-    first = configs[0]
-    shapes = {(c.architecture, c.hidden_size) for c in configs}
-    if len(shapes) != 1:
-        raise ValueError(f"a population needs one architecture and size, got {sorted(shapes)}")
-    if any(not 0 <= f <= 1 for f in le_fractions):
-        raise ValueError(f"le_fractions must lie in [0, 1], got {list(le_fractions)}")
-    device = device or torch.device("cpu")
-    models = [c.model(task).to(device) for c in configs]
-    pop = Population(models, [c.lr for c in configs], clip=first.clip,
-                     forward_kwargs={"stepwise": True})
-    plan = [list(task.batches("train", first.batch_size,
-                              torch.Generator().manual_seed(first.seed * 100_003 + epoch),
-                              first.max_batches))
-            for epoch in range(1, first.epochs + 1)]
-    steps = sum(map(len, plan))
-    marks = {round(f * steps): float(f) for f in (*le_fractions, 1.0)}
-    losses_at, spectra_at = {}, {}
-
-    def record(step: int) -> None:
-        if step not in marks:
-            return
-        f = marks[step]
-        losses_at[f] = population_loss(pop, task, task.val_split, first.batch_size,
-                                       first.val_batches, device)
-        if le_inputs is not None and f in le_fractions:
-            spectra_at[f] = pop.spectra(lambda m: m.eval().cell("full"), le_inputs.to(device))[0]
-
-    step = 0
-    record(step)
-    with tqdm(total=steps, desc="training steps", disable=not progress, leave=False) as bar:
-        for batches in plan:
-            for x, y in batches:
-                pop.train_step(task.loss, x.to(device), y.to(device))
-                step += 1
-                bar.update()
-                record(step)
-    rows = []
-    for i, config in enumerate(configs):
-        row = {**asdict(config), "run_id": config.run_id, "val_loss": float(losses_at[1.0][i]),
-               "val_loss_at": {str(f): float(v[i]) for f, v in losses_at.items()}}
-        if spectra_at:
-            row["spectrum_at"] = {str(f): v[i].tolist() for f, v in spectra_at.items()}
-            row["spectrum"] = row["spectrum_at"][str(max(spectra_at))]
-        if hasattr(task, "accuracy"):
-            row["accuracy"] = task.accuracy(pop.model(i), "test")
-        rows.append(row)
-    return rows
-
-
-@torch.no_grad()
-def population_loss(pop: Population, task, split: str, batch_size: int,
-                    max_batches: int | None = None, device=None) -> Tensor:
-    """(P,) mean loss of every network over ``split`` (evaluation mode)."""
-    was_training = pop.base.training
-    pop.base.eval()
-    total, count = 0.0, 0
-    for x, y in task.batches(split, batch_size, max_batches=max_batches):
-        out = pop(x.to(device))
-        total = total + vmap(task.loss, in_dims=(0, None))(out, y.to(device)) * len(x)
-        count += len(x)
-    pop.base.train(was_training)
-    return (total / count).cpu()
-
-
-@torch.no_grad()
-def train_force_population(nets: Sequence, targets: Tensor, train_steps: int, *,
-                           every: int = 2, alpha: float = 1.0, x0: Tensor | None = None,
-                           seed: int = 0, progress: bool = True) -> dict[str, Tensor]:
-    """FORCE-train P ``ForceRNN``s of one size at once (batched RLS), in place.
-
-    ``targets`` (P, T): one target each; steps < ``train_steps`` are learned,
-    the rest run freely. ``x0`` (P, N): initial states (default 0.5 N(0, 1)
-    from ``seed``). Returns (P,) ``train_error`` and ``test_error`` (mean
-    |f - z|), the (P, T - train_steps) free-running outputs ``z_test`` and the (P, N)
-    final ``state``. Network i ends exactly as
-    ``tasks.train_force`` leaves it from the same initial state.
-    """
-    P, T = targets.shape
-    if len(nets) != P or not 0 < train_steps < T:
-        raise ValueError(f"need one (T,) target per network and 0 < train_steps < T, got "
-                         f"{len(nets)} networks, targets {tuple(targets.shape)}")
-    M = torch.stack([n.M for n in nets])
-    w_f = torch.stack([n.w_f for n in nets])
-    w_o = torch.stack([n.w_o for n in nets])
-    dt = nets[0].dt
-    N = M.shape[-1]
-    targets = targets.to(M)
-    Pm = torch.eye(N, dtype=M.dtype, device=M.device).repeat(P, 1, 1) / alpha
-    if x0 is None:
-        x0 = 0.5 * torch.randn(P, N, generator=torch.Generator().manual_seed(seed), dtype=M.dtype)
-    x = x0.to(M)
-    z_all = torch.empty_like(targets)
-    for n in tqdm(range(T), desc="FORCE", disable=not progress, leave=False):
-        r = torch.tanh(x)
-        drive = torch.bmm(M, r.unsqueeze(-1)).squeeze(-1) + (r * w_o).sum(-1, True) * w_f
-        x = (1 - dt) * x + dt * drive
-        r = torch.tanh(x)
-        z_all[:, n] = (r * w_o).sum(-1)
-        if n < train_steps and n % every == 0:
-            Pr = torch.bmm(Pm, r.unsqueeze(-1)).squeeze(-1)
-            k = Pr / (1 + (r * Pr).sum(-1, True))
-            Pm -= k.unsqueeze(-1) * Pr.unsqueeze(-2)
-            w_o -= (z_all[:, n] - targets[:, n]).unsqueeze(-1) * k
-    for net, w in zip(nets, w_o, strict=True):
-        net.w_o.copy_(w)
-    err = (z_all - targets).abs()
-    return {"train_error": err[:, :train_steps].mean(1).cpu(),
-            "test_error": err[:, train_steps:].mean(1).cpu(),
-            "z_test": z_all[:, train_steps:].cpu(), "state": x}

@@ -22,15 +22,18 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 from tqdm.auto import tqdm
 
 from ._io import remove_orphaned_temporaries
+from .training import LyapunovTracker, RunConfig, train
 
 if TYPE_CHECKING:
-    from .tasks import RunConfig
+    from .tasks import Task
 
 DATABASE = "rows.sqlite"
 CHECKPOINTS = "checkpoints"
@@ -139,6 +142,20 @@ class ResultStore:
                 removed.append(checkpoint)
         return removed
 
+    def all_or_none(self, count: int, compute: Callable[[], list[dict]]) -> list[dict]:
+        """The rows of a family of runs computed together (e.g. one population): the stored
+        rows when there are ``count`` of them; otherwise the store is emptied, ``compute()``
+        runs, and its ``count`` rows are stored in one transaction."""
+        rows = self.rows()
+        if len(rows) == count:
+            return rows
+        self.delete()
+        rows = compute()
+        if len(rows) != count:
+            raise ValueError(f"compute() returned {len(rows)} rows, expected count={count}")
+        self.append(*rows)
+        return self.rows()
+
     def delete(self) -> None:
         """Delete the store: its rows and checkpoints."""
         shutil.rmtree(self.path, ignore_errors=True)
@@ -196,3 +213,53 @@ def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dic
         checkpoint.unlink(missing_ok=True)
     rows = {r["run_id"]: r for r in store.rows() if "run_id" in r}
     return [rows[i] for i in ids]
+
+
+def run_population_sweep(populations: Sequence[Sequence[RunConfig]],
+                         train: Callable[[Sequence[RunConfig]], list[dict]],
+                         store: ResultStore | str | os.PathLike, *, progress: bool = True,
+                         desc: str = "populations") -> list[dict]:
+    """:func:`run_sweep` for networks trained together: ``train(configs)`` trains one
+    population and returns one row per config. A population is trained unless every one
+    of its ``run_id`` s is stored; its new rows are stored in one transaction. Returns the
+    rows of every config of every population, in order."""
+    store = as_store(store)
+    ids = [c.run_id for configs in populations for c in configs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("populations contain duplicate configurations")
+    done = store.run_ids()
+    todo = [configs for configs in populations if any(c.run_id not in done for c in configs)]
+    for configs in tqdm(todo, desc=desc, disable=not progress or not todo):
+        rows = train(configs)
+        store.append(*(row for row in rows if row["run_id"] not in done))
+    rows = {r["run_id"]: r for r in store.rows() if "run_id" in r}
+    return [rows[i] for i in ids]
+
+
+def train_and_measure(task: Task, config: RunConfig, *, le_epochs: Sequence[int] | None = None,
+                      le_count: int = 10, le_length: int = 100,
+                      jacobians: Sequence[str] = ("hidden",), checkpoint=None,
+                      progress: bool = False, device: torch.device | None = None) -> dict:
+    """Train one configuration and return its result row (JSON-ready).
+
+    The spectrum (``jacobian="hidden"``) is tracked at ``le_epochs`` (default: 0
+    and the last); the final network's spectrum is also computed for every
+    convention in ``jacobians``. Row fields: the config, ``run_id``, ``val_loss``
+    per epoch, ``best_val_loss``, ``best_epoch``, ``spectra`` {epoch: list},
+    ``final_<jacobian>`` spectra, ``epoch_seconds``, ``iterations``, ``le_seconds``.
+    """
+    epochs = [0, config.epochs] if le_epochs is None else list(le_epochs)
+    model = config.model(task).to(device or torch.device("cpu"))
+    inputs = task.lyapunov_inputs(le_count, le_length)
+    history = train(model, task, config, tracker=LyapunovTracker(inputs, epochs),
+                    checkpoint=checkpoint, progress=progress)
+    row = {**asdict(config), "run_id": config.run_id, "val_loss": history.val_loss,
+           "train_loss": history.train_loss, "best_val_loss": min(history.val_loss),
+           "best_epoch": history.best_epoch,
+           "spectra": {str(e): s for e, s in history.spectra.items()},
+           "epoch_seconds": history.epoch_seconds, "iterations": history.iterations,
+           "le_seconds": history.le_seconds}
+    for jacobian in jacobians:
+        final = LyapunovTracker(inputs, jacobian=jacobian)(model)
+        row[f"final_{jacobian}"] = final.exponents.tolist()
+    return row

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from lyaplib import AutogradCell, cells, lyapunov_spectrum
+from lyaplib import cells, lyapunov_spectrum
 from lyaplib.cells.adaptive import gamma, gamma_prime, sup_gamma_prime, unit_gain_saturation
+from lyaplib.testing import check_tangent
 
 F64 = torch.float64
 
@@ -64,42 +65,23 @@ def test_unit_gain_curve(n):
     assert unit_gain_saturation(9.0) == 0.25  # 1 / (3 - 1)^2
 
 
-CELLS = {
-    "gamma_fixed": lambda: cells.GammaRNN(3, 6, n=3.0, s=0.3),
-    "gamma_homogeneous": lambda: cells.GammaRNN(3, 6, adapt="homogeneous"),
-    "gamma_heterogeneous": lambda: cells.GammaRNN(3, 6, adapt="heterogeneous"),
-    "aru_full": lambda: cells.ARU(3, 4, controller_size=5),
-    "aru_main": lambda: cells.ARU(3, 4, controller_size=5, state="main"),
-}
-
-
-@pytest.mark.parametrize("mode", ["jvp", "jacrev"])
-@pytest.mark.parametrize("name", CELLS)
-def test_adaptive_tangents_match_autograd(name, mode):
+def test_aru_main_convention_freezes_the_controllers():
+    """The "main" Jacobian differentiates h only, at the step's own (n, s); the other
+    cells of this module are checked in tests/test_tangents.py."""
     torch.manual_seed(0)
-    cell = CELLS[name]().double()
+    cell = cells.ARU(3, 4, controller_size=5, jacobian="main").double()
     with torch.no_grad():
-        for p in (*cell.parameters(), *cell.buffers()):
+        for p in cell.parameters():
             p.add_(0.2 * torch.randn_like(p))
-    B, S, D = 3, cell.state_dim, cell.dim
-    state = torch.randn(B, S, dtype=F64)
-    x = torch.randn(B, 3, dtype=F64)
-    Q = torch.randn(B, D, D, dtype=F64)
-    nxt, JQ = cell.tangent(state, x, Q)
-    if name == "aru_main":  # frozen (n, s): differentiate h only, at the step's own (n, s)
-        N = cell.hidden_size
-        n, s = cell.gains(nxt[:, N:].unflatten(-1, (N, -1)))
+    state, x = torch.randn(3, cell.state_dim, dtype=F64), torch.randn(3, 3, dtype=F64)
+    n, s = cell.activation_parameters(cell.step(state, x))
 
-        def reference_step(h, x_n_s):  # (n, s) ride along with the input, per sequence
-            x, n, s = x_n_s.split([3, N, N], dim=-1)
-            return gamma(h @ cell.W.T + cell.b + x @ cell.U.T, n, s)
+    def frozen(h, x):  # the main network with this step's (n, s) held fixed
+        return gamma(h @ cell.W.T + cell.b + x @ cell.U.T, n, s)
 
-        ref = AutogradCell(reference_step, N, mode=mode)
-        _, ref_JQ = ref.tangent(state[:, :N], torch.cat([x, n, s], -1), Q)
-    else:
-        _, ref_JQ = AutogradCell(cell.step, D, mode=mode).tangent(state, x, Q)
-    torch.testing.assert_close(nxt, cell.step(state, x))
-    torch.testing.assert_close(JQ, ref_JQ, rtol=1e-10, atol=1e-12)
+    check_tangent(cell, x, state=state, reference=frozen)
+    with pytest.raises(AssertionError, match="differs from autograd"):
+        check_tangent(cell, x, state=state)  # not the block of the full Jacobian
 
 
 def test_aru_gains_start_near_n0_and_train():
@@ -109,8 +91,8 @@ def test_aru_gains_start_near_n0_and_train():
     assert out.shape == (4, 5, 8) and (n - 6.0).abs().max() < 1.0 and s.abs().max() < 1.0
     out.sum().backward()
     assert all(p.grad is not None for p in aru.parameters())
-    with pytest.raises(ValueError, match="state"):
-        cells.ARU(2, 8, state="hidden")
+    with pytest.raises(ValueError, match="jacobian must be one of"):
+        cells.ARU(2, 8, jacobian="hidden")
     with pytest.raises(ValueError, match="adapt"):
         cells.GammaRNN(2, 8, adapt="learned")
     assert math.isclose(sup_gamma_prime(1.0, 0.0), 1.0)

@@ -6,19 +6,19 @@ from torch import nn
 
 from lyaplib import benchmark, cells, lyapunov_spectrum
 
-FIELDS = {"N", "k", "state", "dtype", "seconds", "speedup_vs_reference", "time_over_qr_floor",
+FIELDS = {"N", "k", "jacobian", "dtype", "seconds", "speedup_vs_reference", "time_over_qr_floor",
           "fraction_of_gemm_roofline", "max_error_leading8", "le_cost_in_training_steps"}
 
 
-@pytest.mark.parametrize("state", ["hidden", "full"])
-def test_reference_implementation_computes_the_same_spectrum(state):
+@pytest.mark.parametrize("jacobian", ["hidden", "full"])
+def test_reference_implementation_computes_the_same_spectrum(jacobian):
     """The 2022-style dense-diagonal code and the engine are two routes to one answer."""
     torch.manual_seed(0)
     lstm = nn.LSTM(5, 6, batch_first=True).double()
     x = torch.randn(3, 40, 5, dtype=torch.float64)
-    k = 6 if state == "hidden" else 12
-    reference = benchmark.reference_spectrum(lstm, x, k, state, steps=40)
-    engine = lyapunov_spectrum(cells.LSTM(lstm, state=state), x, k=k).per_sequence
+    k = 6 if jacobian == "hidden" else 12
+    reference = benchmark.reference_spectrum(lstm, x, k, jacobian, steps=40)
+    engine = lyapunov_spectrum(cells.LSTM(lstm, jacobian), x, k=k).per_sequence
     torch.testing.assert_close(reference, engine, rtol=1e-10, atol=1e-12)
 
 
@@ -40,6 +40,6 @@ def test_run_reports_the_device_and_every_configuration(monkeypatch):
     assert lines[0].startswith(f"torch {torch.__version__} on CPU")
     # hidden and full state, each with the full spectrum and k = N / 8, three rows each
     assert len(rows) == 12 and {r["device"] for r in rows} == {"cpu"}
-    assert {(r["state"], r["k"]) for r in rows} == {("hidden", 8), ("hidden", 1),
+    assert {(r["jacobian"], r["k"]) for r in rows} == {("hidden", 8), ("hidden", 1),
                                                     ("full", 16), ("full", 1)}
     assert len(lines) == 2 + len(rows)

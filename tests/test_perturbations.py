@@ -5,16 +5,16 @@ import math
 import pytest
 import torch
 
-from lyaplib import perturbations, tasks
+from lyaplib import models, perturbations, tasks
 
 F64 = torch.float64
 DRIVEN = {"rnn": {"nonlinearity": "relu"}, "lstm": {}, "gru": {},
           "gamma": {"adapt": "heterogeneous"}, "aru": {"controller_size": 3}}
 
 
-def classifier(arch: str) -> tasks.RecurrentClassifier:
+def classifier(arch: str) -> models.RecurrentClassifier:
     torch.manual_seed(0)
-    return tasks.RecurrentClassifier(arch, 3, 5, 4, **DRIVEN[arch]).double()
+    return models.RecurrentClassifier(arch, 3, 5, 4, **DRIVEN[arch]).double()
 
 
 def test_step_drive_window_and_noisy_drive_statistics():
@@ -84,7 +84,7 @@ def test_drive_errors_name_the_argument():
     model = classifier("gamma")
     with pytest.raises(ValueError, match="drive must be"):
         model(torch.randn(2, 6, 3, dtype=F64), drive=torch.zeros(2, 5, dtype=F64))
-    zoo = tasks.RecurrentClassifier("cornn", 3, 5, 4)
+    zoo = models.RecurrentClassifier("cornn", 3, 5, 4)
     with pytest.raises(ValueError, match="implemented for"):
         zoo(torch.randn(2, 6, 3), drive=torch.zeros(2, 6))
 
@@ -95,7 +95,7 @@ def test_gradient_profile_splits_the_gradient_by_step(arch):
     x, y = torch.randn(4, 7, 3, dtype=F64), torch.tensor([0, 1, 2, 3])
     profile = model.gradient_profile(x, y)
     loss = torch.nn.functional.cross_entropy(model(x)[0], y)
-    weight = model.cell("full").get_parameter(tasks._DRIVE_ENTRY[arch][1])
+    weight = model.recurrent_weight()
     (full,) = torch.autograd.grad(loss, weight)
     assert profile.by_start.shape == profile.per_step.shape == (7,)
     assert profile.by_start[0].item() == pytest.approx(torch.linalg.matrix_norm(full).item(),
@@ -104,9 +104,9 @@ def test_gradient_profile_splits_the_gradient_by_step(arch):
     # starting the accumulation at step 4 = not differentiating W_hh at steps 0-3
     cell = model.cell("full")
     state = cell.initial_state(4).to(x)
-    frozen = {f"cell.{tasks._DRIVE_ENTRY[arch][1]}": weight.detach()}
+    frozen = {f"cell.{model.spec.drive.recurrent_weight}": weight.detach()}
     for t in range(7):
-        step = tasks._Step(cell)
+        step = models._Step(cell)
         state = torch.func.functional_call(step, frozen, (state, x[:, t])) if t < 4 else \
             step(state, x[:, t])
     late = torch.nn.functional.cross_entropy(model.readout(state[:, :5]), y)
@@ -121,7 +121,7 @@ def test_accuracy_under_a_perturbation_is_reproducible():
                                             train_size=64, test_size=40, pixels_per_step=49)
     assert task.input_size == 49
     torch.manual_seed(0)
-    model = tasks.RecurrentClassifier("gamma", task.input_size, 8, 10)
+    model = models.RecurrentClassifier("gamma", task.input_size, 8, 10)
     noisy = perturbations.NoisyDrive(2.0)
     first = task.accuracy(model, perturbation=noisy, seed=3)
     assert first == task.accuracy(model, perturbation=noisy, seed=3)

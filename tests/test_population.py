@@ -4,30 +4,30 @@ import pytest
 import torch
 from torch import nn
 
-from lyaplib import data, lyapunov_spectrum, population, tasks
+from lyaplib import data, force, lyapunov_spectrum, models, population, tasks, training
 
 F64 = torch.float64
 LRS = [1e-2, 2e-2, 5e-3]
 
 
-def three(arch: str) -> list[tasks.RecurrentClassifier]:
-    models = []
+def three(arch: str) -> list[models.RecurrentClassifier]:
+    nets = []
     for seed in range(3):
         torch.manual_seed(seed)
-        models.append(tasks.RecurrentClassifier(arch, 5, 8, 10, init=0.3).double())
-    return models
+        nets.append(models.RecurrentClassifier(arch, 5, 8, 10, init=0.3).double())
+    return nets
 
 
 @pytest.mark.parametrize("arch", ["lstm", "gru", "rnn", "cornn", "lem", "lipschitz"])
 def test_population_equals_separate_networks(arch):
-    models = three(arch)
-    pop = population.Population(models, LRS, forward_kwargs={"stepwise": True})
+    nets = three(arch)
+    pop = population.Population(nets, LRS, forward_kwargs={"stepwise": True})
     x, y = torch.randn(6, 7, 5, dtype=F64), torch.randint(0, 10, (6,))
-    torch.testing.assert_close(pop(x), torch.stack([m(x)[0] for m in models]),
+    torch.testing.assert_close(pop(x), torch.stack([m(x)[0] for m in nets]),
                                rtol=1e-10, atol=1e-12)
     for _ in range(2):  # two Adam steps with clipping, against torch.optim.Adam
         losses = pop.train_step(nn.functional.cross_entropy, x, y)
-    for i, model in enumerate(models):
+    for i, model in enumerate(nets):
         opt = torch.optim.Adam(model.parameters(), lr=LRS[i])
         for _ in range(2):
             opt.zero_grad()
@@ -48,13 +48,13 @@ def test_population_equals_separate_networks(arch):
 
 
 def test_per_network_batches():
-    models = three("gru")
-    pop = population.Population(models, LRS, forward_kwargs={"stepwise": True})
+    nets = three("gru")
+    pop = population.Population(nets, LRS, forward_kwargs={"stepwise": True})
     x = torch.randn(3, 3, 4, 5, dtype=F64)  # batch size equal to P must not confuse it
     out = pop(x, per_network=True)
-    torch.testing.assert_close(out, torch.stack([m(x[i])[0] for i, m in enumerate(models)]))
+    torch.testing.assert_close(out, torch.stack([m(x[i])[0] for i, m in enumerate(nets)]))
     shared = pop(x[0])
-    torch.testing.assert_close(shared, torch.stack([m(x[0])[0] for m in models]))
+    torch.testing.assert_close(shared, torch.stack([m(x[0])[0] for m in nets]))
     with pytest.raises(ValueError, match="per_network"):
         pop(torch.randn(2, 3, 4, 5, dtype=F64), per_network=True)
 
@@ -63,16 +63,16 @@ def test_population_errors():
     with pytest.raises(ValueError, match="learning rate per model"):
         population.Population(three("rnn"), [1e-3])
     task = tasks.SequenceClassificationTask(data.mnist(), train_size=64, test_size=32)
-    configs = [tasks.RunConfig(architecture=a, hidden_size=8) for a in ("rnn", "gru")]
+    configs = [training.RunConfig(architecture=a, hidden_size=8) for a in ("rnn", "gru")]
     with pytest.raises(ValueError, match="one architecture and size"):
-        population.train_population(task, configs)
+        training.train_population(task, configs)
 
 
 def test_train_population_rows():
     task = tasks.SequenceClassificationTask(data.mnist(), train_size=256, test_size=64)
-    configs = [tasks.RunConfig(architecture="gru", hidden_size=8, epochs=2, batch_size=32,
+    configs = [training.RunConfig(architecture="gru", hidden_size=8, epochs=2, batch_size=32,
                                lr=lr, init=0.2, seed=s) for s, lr in enumerate([1e-3, 1e-2])]
-    rows = population.train_population(task, configs, le_inputs=task.lyapunov_inputs(2, 56),
+    rows = training.train_population(task, configs, le_inputs=task.lyapunov_inputs(2, 56),
                                        le_fractions=(0.0, 0.5, 1.0), progress=False)
     assert [r["lr"] for r in rows] == [1e-3, 1e-2]
     assert all(0 <= r["accuracy"] <= 1 and len(r["spectrum"]) == 8 for r in rows)
@@ -81,10 +81,10 @@ def test_train_population_rows():
         assert sorted(row["spectrum_at"]) == sorted(row["val_loss_at"]) == ["0.0", "0.5", "1.0"]
         assert row["spectrum_at"]["1.0"] == row["spectrum"]
         assert row["val_loss_at"]["1.0"] == row["val_loss"]
-        untrained = tasks.evaluate(config.model(task), task, "val", 32)
+        untrained = training.evaluate(config.model(task), task, "val", 32)
         assert row["val_loss_at"]["0.0"] == pytest.approx(untrained, rel=1e-5)
     with pytest.raises(ValueError, match="le_fractions"):
-        population.train_population(task, configs, le_fractions=(1.5,))
+        training.train_population(task, configs, le_fractions=(1.5,))
 
 
 def test_force_population_equals_single_force_training():
@@ -94,17 +94,17 @@ def test_force_population_equals_single_force_training():
     nets = [cells.ForceRNN(0, 40, g=1.2 + 0.2 * i, generator=torch.Generator().manual_seed(i),
                            dtype=F64) for i in range(3)]
     singles = copy.deepcopy(nets)
-    targets = torch.stack([tasks.four_sines(900, generator=torch.Generator().manual_seed(9 + i),
+    targets = torch.stack([force.four_sines(900, generator=torch.Generator().manual_seed(9 + i),
                                             dtype=F64) for i in range(3)])
     x0 = 0.5 * torch.randn(3, 40, generator=torch.Generator().manual_seed(1), dtype=F64)
-    batched = population.train_force_population(nets, targets, 600, x0=x0, progress=False)
+    batched = force.train_force_population(nets, targets, 600, x0=x0, progress=False)
     for i, net in enumerate(singles):
-        alone = tasks.train_force(net, targets[i], 600, x0=x0[i])
+        alone = force.train_force(net, targets[i], 600, x0=x0[i])
         torch.testing.assert_close(nets[i].w_o, net.w_o, rtol=1e-9, atol=1e-12)
-        assert batched["test_error"][i].item() == pytest.approx(alone.test_error, rel=1e-9)
-        assert batched["train_error"][i].item() == pytest.approx(alone.train_error, rel=1e-9)
+        assert batched.test_error[i].item() == pytest.approx(alone.test_error, rel=1e-9)
+        assert batched.train_error[i].item() == pytest.approx(alone.train_error, rel=1e-9)
     with pytest.raises(ValueError, match="one \\(T,\\) target per network"):
-        population.train_force_population(nets, targets[:2], 600)
+        force.train_force_population(nets, targets[:2], 600)
 
 
 def test_population_of_buffer_only_cells_and_autonomous_spectra():

@@ -10,21 +10,21 @@ import time
 
 import pytest
 
-from lyaplib import sweeps, tasks
+from lyaplib import sweeps, training
 from lyaplib._io import _HOST, atomic_write, remove_orphaned_temporaries
 
 # A sweep small enough to run many times: three character-level LSTMs on a periodic text,
-# checkpointed after every epoch (lyaplib.tasks.train), in a process of its own. Writing a
+# checkpointed after every epoch (lyaplib.training.train), in a process of its own. Writing a
 # checkpoint and storing a row are slowed down (as for big networks on a slow disk), so
 # that some kills land in the middle of a write and just after a row is stored.
 SWEEP = textwrap.dedent("""
     import sys
     import time
     import torch
-    from lyaplib import sweeps, tasks
+    from lyaplib import sweeps, tasks, training
     from lyaplib.data import Corpus
 
-    atomic_write, append = tasks.atomic_write, sweeps.ResultStore.append
+    atomic_write, append = training.atomic_write, sweeps.ResultStore.append
 
     def slow_write(path, write, check=None):
         return atomic_write(path, lambda f: (write(f), time.sleep(0.05)), check)
@@ -33,17 +33,17 @@ SWEEP = textwrap.dedent("""
         append(store, *rows)
         time.sleep(0.05)
 
-    tasks.atomic_write, sweeps.ResultStore.append = slow_write, slow_append
+    training.atomic_write, sweeps.ResultStore.append = slow_write, slow_append
 
     torch.set_num_threads(1)
     task = tasks.CharTask(Corpus(text="abcde" * 400, vocab=list("abcde"), source="test"),
                           seq_len=20)
-    configs = [tasks.RunConfig(hidden_size=8, epochs=4, batch_size=16, max_batches=4, lr=lr,
+    configs = [training.RunConfig(hidden_size=8, epochs=4, batch_size=16, max_batches=4, lr=lr,
                                dropout=0.2, seed=seed)
                for lr, seed in ((1e-2, 0), (2e-2, 1), (5e-3, 2))]
 
     def run(config, checkpoint):
-        history = tasks.train(config.model(task), task, config, checkpoint=checkpoint,
+        history = training.train(config.model(task), task, config, checkpoint=checkpoint,
                               progress=False)
         return {"val_loss": history.val_loss, "train_loss": history.train_loss}
 
@@ -53,8 +53,8 @@ SWEEP = textwrap.dedent("""
 """)
 
 
-def small_config(**changes) -> tasks.RunConfig:
-    return tasks.RunConfig(**{**dict(hidden_size=8, epochs=3, batch_size=16), **changes})
+def small_config(**changes) -> training.RunConfig:
+    return training.RunConfig(**{**dict(hidden_size=8, epochs=3, batch_size=16), **changes})
 
 
 def test_sweep_resumes_without_losing_or_repeating_rows(tmp_path):

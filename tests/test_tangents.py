@@ -1,72 +1,82 @@
-"""Every analytic tangent against AutogradCell (torch.func), float64, 1e-10 relative."""
+"""Every cell of lyaplib: its analytic tangent against autograd (float64, 1e-10), through
+the public ``lyaplib.testing.check_tangent``; and that the check catches wrong tangents."""
+
+import inspect
 
 import pytest
 import torch
 
-from lyaplib import AutogradCell, cells, lyapunov_spectrum
-
-F64 = torch.float64
-GEN = torch.Generator().manual_seed(0)
-
-MAPS = {
-    "logistic": lambda: cells.Logistic(3.7),
-    "henon": lambda: cells.Henon(1.4, 0.3),
-    "linear": lambda: cells.LinearMap(torch.randn(5, 5, generator=GEN, dtype=F64)),
-    "lorenz": lambda: cells.Lorenz(dt=0.02),
-}
+from lyaplib import AutogradCell, cells
+from lyaplib.cells.base import CellModule
+from lyaplib.testing import CELLS, check_tangent
 
 
-def reference(cell, mode):
-    return AutogradCell(cell.step, cell.dim, initial_state=cell.initial_state, mode=mode)
+@pytest.mark.parametrize("k", [None, 2])
+@pytest.mark.parametrize("name", CELLS)
+def test_tangent_matches_autograd(name, k):
+    torch.manual_seed(sum(map(ord, name)))
+    check_tangent(CELLS[name](), k=k)
 
 
-def assert_close(a, b):
-    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+def test_every_cell_class_is_registered_for_the_tests():
+    classes = {c for _, c in inspect.getmembers(cells, inspect.isclass)
+               if issubclass(c, CellModule) and c not in (CellModule, cells.RecurrentModule,
+                                                          AutogradCell)}
+    torch.manual_seed(0)
+    covered = {type(make()) for make in CELLS.values()}
+    assert classes - covered == set()
 
 
-@pytest.mark.parametrize("mode", ["jvp", "jacrev"])
-@pytest.mark.parametrize("name", MAPS)
-@pytest.mark.parametrize("driven", [False, True])
-def test_analytic_tangent_matches_autograd(name, mode, driven):
-    cell = MAPS[name]()
-    B, D = 4, cell.dim
-    state = cell.initial_state(B).double() + 0.1 * torch.rand(B, D, generator=GEN, dtype=F64)
-    x = 0.01 * torch.randn(B, D, generator=GEN, dtype=F64) if driven else None
-    Q = torch.randn(B, D, D, generator=GEN, dtype=F64)
-    nxt, JQ = cell.tangent(state, x, Q)
-    ref_nxt, ref_JQ = reference(cell, mode).tangent(state, x, Q)
-    assert_close(nxt, ref_nxt)
-    assert_close(nxt, cell.step(state, x))
-    assert_close(JQ, ref_JQ)
+class Transposed(CellModule):
+    """h <- tanh(W h): the tangent applies W^T instead of W, the published mistake."""
+
+    def __init__(self, W):
+        super().__init__()
+        self.register_buffer("W", W)
+        self.dim = W.shape[0]
+
+    def step(self, state, x):
+        return torch.tanh(state @ self.W.T)
+
+    def tangent(self, state, x, Q):
+        a = state @ self.W.T
+        return torch.tanh(a), (1 - torch.tanh(a) ** 2).unsqueeze(-1) * (self.W.T @ Q)
 
 
-@pytest.mark.parametrize("name", MAPS)
-def test_autograd_cell_gives_the_same_spectrum(name):
-    cell = MAPS[name]()
-    h0 = cell.initial_state(3).double()
-    analytic = lyapunov_spectrum(cell, 300, h0=h0)
-    generic = lyapunov_spectrum(reference(cell, "jvp"), 300, h0=h0)
-    assert_close(analytic.per_sequence, generic.per_sequence)
+def test_a_transposed_jacobian_is_caught_and_the_columns_named():
+    W = torch.randn(5, 5, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(AssertionError, match=r"Transposed.tangent differs from autograd's J Q "
+                                             r"\(rtol=1e-10, atol=1e-12\) in 3 of 3 columns: "
+                                             r"0: max \|diff\| .*e"):
+        check_tangent(Transposed(W), k=3)
+    check_tangent(Transposed(W + W.T))  # a symmetric W hides the mistake: nothing raised
 
 
-def test_autograd_cell_checks_its_arguments():
-    with pytest.raises(ValueError, match="dim"):
-        AutogradCell(lambda h, x: h, 0)
-    with pytest.raises(ValueError, match="mode"):
-        AutogradCell(lambda h, x: h, 2, mode="fd")
+def test_one_wrong_column_is_named_alone():
+    class OneColumnOff(Transposed):
+        def tangent(self, state, x, Q):
+            nxt, JQ = super().tangent(state, x, Q)
+            return nxt, torch.cat([JQ[..., :2], 1.001 * JQ[..., 2:3], JQ[..., 3:]], -1)
+
+    W = torch.randn(4, 4, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(AssertionError, match=r"in 1 of 4 columns: 2: max \|diff\|"):
+        check_tangent(OneColumnOff(W + W.T))
 
 
-def test_linear_map_rejects_non_square():
-    with pytest.raises(ValueError, match="square"):
-        cells.LinearMap(torch.zeros(2, 3))
+def test_shapes_and_next_state_are_checked():
+    class WrongState(Transposed):
+        def tangent(self, state, x, Q):
+            return 2 * state, super().tangent(state, x, Q)[1]
 
+    class Narrow(Transposed):
+        def tangent(self, state, x, Q):
+            nxt, JQ = super().tangent(state, x, Q)
+            return nxt, JQ[..., :1]
 
-@pytest.mark.parametrize("B, k", [(1, 1), (3, 5), (4, 1)])
-def test_shared_matmul_is_the_batched_product(B, k):
-    """One folded GEMM equals B separate ones, also for a strided Q (a column slice)."""
-    from lyaplib.cells.base import shared_matmul
-
-    W = torch.randn(7, 6, generator=GEN, dtype=F64)
-    Q = torch.randn(B, 6, k + 2, generator=GEN, dtype=F64)[..., 1:k + 1]
-    expected = torch.stack([W @ q for q in Q])
-    torch.testing.assert_close(shared_matmul(W, Q), expected, rtol=1e-12, atol=1e-14)
+    S = torch.eye(3) + 0.1
+    with pytest.raises(AssertionError, match="next state is not step's"):
+        check_tangent(WrongState(S))
+    with pytest.raises(AssertionError, match=r"expected \(3, 3\) \(the state\) and \(3, 3, 3\)"):
+        check_tangent(Narrow(S))
+    with pytest.raises(ValueError, match="inputs must be 'auto'"):
+        check_tangent(Transposed(S), "none")

@@ -1,50 +1,21 @@
-"""The AeLLE zoo and the FORCE network: analytic tangents against autograd, float64, 1e-10."""
+"""The AeLLE zoo and the FORCE network (their tangents: tests/test_tangents.py)."""
 
 import pytest
 import torch
 
-from lyaplib import AutogradCell, cells, lyapunov_spectrum
+from lyaplib import AutogradCell, cells, force, lyapunov_spectrum
+from lyaplib.testing import CELLS
 
 F64 = torch.float64
 
-ZOO = {
-    "antisymmetric": lambda: cells.AntisymmetricRNN(3, 6, eps=0.3, gamma=0.1),
-    "cornn": lambda: cells.CoRNN(3, 5, dt=0.3),
-    "lipschitz": lambda: cells.LipschitzRNN(3, 6, eps=0.3),
-    "noisy": lambda: cells.NoisyRNN(3, 6, eps=0.3).eval(),
-    "lem": lambda: cells.LEM(3, 5, dt=0.7),
-    "force": lambda: cells.ForceRNN(3, 7, g=1.5, density=0.5),
-    "force_autonomous": lambda: cells.ForceRNN(0, 7, g=1.5, density=0.5),
-}
-
-
 def randomised(name: str) -> cells.CellModule:
-    """The cell in float64 with every parameter and buffer (biases too) made non-trivial."""
+    """The registered test cell ``name`` in float64, reproducibly."""
     torch.manual_seed(hash(name) % 1000)
-    cell = ZOO[name]().double()
-    with torch.no_grad():
-        for t in (*cell.parameters(), *cell.buffers()):
-            t.add_(0.3 * torch.randn_like(t))
-    return cell
-
-
-@pytest.mark.parametrize("mode", ["jvp", "jacrev"])
-@pytest.mark.parametrize("name", ZOO)
-def test_tangent_matches_autograd(name, mode):
-    cell = randomised(name)
-    B, D = 4, cell.dim
-    state = torch.randn(B, cell.state_dim, dtype=F64)
-    x = torch.randn(B, cell.input_size, dtype=F64) if cell.input_size else None
-    Q = torch.randn(B, D, D, dtype=F64)
-    reference = AutogradCell(cell.step, D, mode=mode)
-    nxt, JQ = cell.tangent(state, x, Q)
-    ref_nxt, ref_JQ = reference.tangent(state, x, Q)
-    torch.testing.assert_close(nxt, ref_nxt, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(JQ, ref_JQ, rtol=1e-10, atol=1e-12)
+    return CELLS[name]().double()
 
 
 def test_the_autograd_check_catches_the_published_kinds_of_error():
-    """NOTES.md: the published AeLLE Jacobians of the antisymmetric RNN and coRNN do not
+    """The published AeLLE Jacobians of the antisymmetric RNN and coRNN do not
     match their forward passes (transposes, missing blocks). Errors of exactly those kinds,
     a transposed recurrent matrix and a dz'/dz block without its dt (tanh' W_z - eps I)
     term, are far from autograd, whereas ours agree to 1e-10 (test above)."""
@@ -110,12 +81,11 @@ def test_force_network_exponents_at_zero_readout():
 
 
 def test_force_learns_the_four_sine_target_at_g_1_4():
-    from lyaplib import tasks
     net = cells.ForceRNN(0, 512, g=1.4, generator=torch.Generator().manual_seed(2), dtype=F64)
-    target = tasks.four_sines(28_800 + 6_000, generator=torch.Generator().manual_seed(12),
+    target = force.four_sines(28_800 + 6_000, generator=torch.Generator().manual_seed(12),
                               dtype=F64)
     torch.manual_seed(0)
-    result = tasks.train_force(net, target, 28_800)
+    result = force.train_force(net, target, 28_800)
     scale = target.abs().mean().item()
     # a free run of 6,000 steps (5 periods of the slowest sine) stays on the target
     assert result.test_error < 0.05 * scale, (result.test_error, scale)

@@ -2,11 +2,11 @@
 
 from . import adaptive
 from .adaptive import ARU, GammaRNN
-from .base import AutogradCell, Cell, CellModule
+from .base import AutogradCell, Cell, CellModule, RecurrentModule
 from .gated import GRU, LSTM
 from .maps import Henon, LinearMap, Logistic, Lorenz
-from .oscillatory import LEM, AntisymmetricRNN, CoRNN, LipschitzRNN, NoisyRNN, RecurrentModule
 from .rnn import RNN, ForceRNN, VanillaRNN
+from .zoo import LEM, AntisymmetricRNN, CoRNN, LipschitzRNN, NoisyRNN
 
 __all__ = [
     "ARU", "GRU", "GammaRNN", "LEM", "LSTM", "RNN", "AntisymmetricRNN", "AutogradCell", "Cell",

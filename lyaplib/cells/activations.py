@@ -17,12 +17,12 @@ Activation = Callable[[Tensor], Tensor]
 
 
 def tanh_prime(a: Tensor) -> Tensor:
-    """d tanh / da = sech^2 a = 4 s(2a) s(-2a), without cancellation for large |a|."""
+    """d tanh / da = sech^2 a = 4 s(2a) s(-2a), without cancellation for large ``|a|``."""
     return 4 * sigmoid_prime(2 * a)
 
 
 def sigmoid_prime(a: Tensor) -> Tensor:
-    """d sigmoid / da = s(a) (1 - s(a)) = s(a) s(-a), without cancellation for large |a|."""
+    """d sigmoid / da = s(a) (1 - s(a)) = s(a) s(-a), without cancellation for large ``|a|``."""
     return torch.sigmoid(a) * torch.sigmoid(-a)
 
 
@@ -64,7 +64,7 @@ def tanh(a: Tensor) -> Tensor:
     """``torch.tanh`` with the saturation-safe derivative under autograd and ``torch.func``.
 
     torch differentiates tanh as 1 - tanh(a)^2, exactly 0 once tanh(a) rounds to +-1
-    (|a| > 9 in float32, > 19 in float64): a step written with torch.tanh gives
+    (``|a| > 9`` in float32, ``> 19`` in float64): a step written with torch.tanh gives
     :class:`~lyaplib.cells.base.AutogradCell` whole zero rows of the Jacobian there.
     """
     return _Tanh.apply(a)

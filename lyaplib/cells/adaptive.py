@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .oscillatory import RecurrentModule, _check_sizes
+from .base import RecurrentModule, check_sizes, jacobian_convention
 
 
 def _partials(x: Tensor, n: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -113,7 +113,7 @@ class GammaRNN(RecurrentModule):
     def __init__(self, input_size: int, hidden_size: int, *, n: float | Tensor = 5.0,
                  s: float | Tensor = 0.0, adapt: str = "fixed"):
         super().__init__()
-        _check_sizes(input_size, hidden_size)
+        check_sizes(input_size, hidden_size)
         if adapt not in ("fixed", "homogeneous", "heterogeneous"):
             raise ValueError(f"adapt must be 'fixed', 'homogeneous' or 'heterogeneous', "
                              f"got {adapt!r}")
@@ -152,21 +152,20 @@ class ARU(RecurrentModule):
     h_i <- gamma(a_i; n_i, s_i).
     State layout [h (N), g_1 (C), ..., g_N (C)], ``state_dim`` N (1 + C).
 
-    ``state="full"``: the Jacobian of the whole system (h, g), dim N (1 + C).
-    ``state="main"``: the paper's main-network Jacobian at the current (n, s), frozen:
+    ``jacobian="full"``: the Jacobian of the whole system (h, g), dim N (1 + C).
+    ``jacobian="main"``: the paper's main-network Jacobian at the current (n, s), frozen:
     diag(gamma'(a; n_t, s_t)) W, dim N (the controllers are carried, not differentiated).
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, controller_size: int = 50,
-                 n0: float = 6.0, state: str = "full"):
+                 n0: float = 6.0, jacobian: str | None = None, state: str | None = None):
         super().__init__()
-        _check_sizes(input_size, hidden_size)
-        if state not in ("full", "main"):
-            raise ValueError(f"state must be 'full' or 'main', got {state!r}")
+        check_sizes(input_size, hidden_size)
+        convention = jacobian_convention(jacobian, state, ("full", "main"), "cells.ARU")
         N, C = hidden_size, controller_size
         self.input_size, self.hidden_size, self.controller_size = input_size, N, C
-        self.convention = state
-        self.dim = N * (1 + C) if state == "full" else N
+        self.convention = convention
+        self.dim = N * (1 + C) if convention == "full" else N
         self.W = nn.Parameter(torch.linalg.qr(torch.randn(N, N))[0])
         (self.U,) = self._init_linear((N, input_size))
         self.b = nn.Parameter(torch.zeros(N))

@@ -13,7 +13,9 @@ paper's "hidden" convention carries (h, c) but takes the Jacobian in h only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 import torch
@@ -70,6 +72,74 @@ class CellModule(nn.Module):
         return self.step(state, x)
 
 
+class RecurrentModule(CellModule):
+    """A trainable cell with ``input_size`` and ``hidden_size``; ``run`` unrolls ``step``."""
+
+    input_size: int
+    hidden_size: int
+
+    def run(self, inputs: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """inputs (B, T, I) -> (hidden outputs (B, T, hidden_size), final state (B, S))."""
+        if inputs.ndim != 3 or inputs.shape[-1] != self.input_size:
+            raise ValueError(f"inputs must be (B, T, {self.input_size}), "
+                             f"got {tuple(inputs.shape)}")
+        state = self.initial_state(inputs.shape[0]) if state is None else state
+        states = unroll(lambda h, x, t: self.step(h, x), inputs, state)
+        return self.output(torch.stack(states, dim=1)), states[-1]
+
+    def output(self, state: Tensor) -> Tensor:
+        """The part of the state a read-out sees (the hidden units), (..., hidden_size)."""
+        return state[..., : self.hidden_size]
+
+    def _init_linear(self, *shapes: tuple[int, int]) -> list[nn.Parameter]:
+        """Weights with torch.nn.Linear's default U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        params = []
+        for rows, cols in shapes:
+            bound = 1 / math.sqrt(cols) if cols else 0.0
+            params.append(nn.Parameter(torch.empty(rows, cols).uniform_(-bound, bound)))
+        return params
+
+
+def unroll(step: Callable[[Tensor, Tensor, int], Tensor], inputs: Tensor,
+           state: Tensor) -> list[Tensor]:
+    """The states after each step of ``state <- step(state, inputs[:, t], t)``.
+
+    inputs (B, T, I), state (B, S) -> T states (B, S). The one unroll of the library:
+    ``RecurrentModule.run`` and ``models.RecurrentClassifier`` both go through it.
+    """
+    states = []
+    for t in range(inputs.shape[1]):
+        state = step(state, inputs[:, t], t)
+        states.append(state)
+    return states
+
+
+def check_sizes(input_size: int, hidden_size: int) -> None:
+    """Refuse sizes that cannot build a recurrent module, naming both."""
+    if input_size < 0 or hidden_size < 1:
+        raise ValueError(f"input_size must be >= 0 and hidden_size >= 1, "
+                         f"got {input_size} and {hidden_size}")
+
+
+def jacobian_convention(jacobian: str | None, state: str | None, allowed: Sequence[str],
+                        owner: str) -> str:
+    """The Jacobian convention of a cell, from ``jacobian=`` or the deprecated ``state=``.
+
+    ``state=`` used to name the convention, which collided with the state tensor that
+    every other ``state`` in the library is; it still works, with a DeprecationWarning.
+    """
+    if state is not None:
+        if jacobian is not None:
+            raise TypeError(f"{owner}: pass jacobian= only (state= is its deprecated name)")
+        warnings.warn(f"{owner}(state=...) is deprecated; use jacobian={state!r}",
+                      DeprecationWarning, stacklevel=3)
+        jacobian = state
+    jacobian = allowed[0] if jacobian is None else jacobian
+    if jacobian not in allowed:
+        raise ValueError(f"{owner}: jacobian must be one of {tuple(allowed)}, got {jacobian!r}")
+    return jacobian
+
+
 def shared_matmul(weight: Tensor, Q: Tensor) -> Tensor:
     """weight @ Q for a weight shared by the batch: (R, M) x (B, M, k) -> (B, R, k).
 
@@ -94,7 +164,7 @@ class AutogradCell(CellModule):
 
     Its derivatives are torch's: ``torch.tanh`` and ``torch.sigmoid`` are differentiated
     from their outputs (1 - tanh^2), which is exactly 0 where the unit saturates
-    (|a| > 19 in float64, > 9 in float32), so a saturated network's Jacobian gets zero
+    (``|a| > 19`` in float64, ``> 9`` in float32), so a saturated network's Jacobian gets zero
     rows, and the lowest exponents are lost or the engine stops at a singular tangent.
     Write the step with :func:`lyaplib.cells.activations.tanh` and ``.sigmoid`` (same
     values, saturation-safe derivatives) to avoid that.

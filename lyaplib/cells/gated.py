@@ -15,15 +15,9 @@ from torch import Tensor, nn
 
 from ._torch_layers import check_module, combined_bias, layer_weights, num_layers
 from .activations import sigmoid_prime, tanh_prime
-from .base import CellModule, shared_matmul
+from .base import CellModule, jacobian_convention, shared_matmul
 
-StateConvention = Literal["full", "hidden"]
-
-
-def _convention(state: str) -> StateConvention:
-    if state not in ("full", "hidden"):
-        raise ValueError(f"state must be 'full' or 'hidden', got {state!r}")
-    return state
+JacobianConvention = Literal["full", "hidden"]
 
 
 # From k >= this fraction of N tangent columns, forming the row-scaled Jacobian blocks and
@@ -38,7 +32,9 @@ def _scaled_rows(scales: tuple[Tensor, ...], w: Tensor, order: str) -> Tensor:
     blocks = w.chunk(4, dim=0)
     out = scales[0].unsqueeze(-1) * blocks[_GATE[order[0]]]
     for scale, gate in zip(scales[1:], order[1:], strict=True):
-        out = out.addcmul_(scale.unsqueeze(-1), blocks[_GATE[gate]])
+        # out of place: torch.func.vmap has no batching rule for the in-place addcmul_,
+        # and would fall back to a loop over the networks of a population
+        out = torch.addcmul(out, scale.unsqueeze(-1), blocks[_GATE[gate]])
     return out
 
 
@@ -48,23 +44,27 @@ class LSTM(CellModule):
     Gate order (torch): i, f, g, o.  y = W_ih x + W_hh h + b,
     c' = s(y_f) c + s(y_i) tanh(y_g),  h' = s(y_o) tanh(c').
 
-    * ``state="full"`` (default): the dynamical system on (h, c). State and
+    * ``jacobian="full"`` (default): the dynamical system on (h, c). State and
       tangent layout [h_1, ..., h_L, c_1, ..., c_L] (torch's ``h_n`` then
       ``c_n``), dim 2 L N. These are the true Lyapunov exponents of the LSTM.
-    * ``state="hidden"``: the N-exponent convention of Vogt et al. (2022): the
+    * ``jacobian="hidden"``: the N-exponent convention of Vogt et al. (2022): the
       Jacobian dh'/dh with c treated as an input (dc'/dc and the c-dependence
       dropped). The state still carries (h, c) (``state_dim`` 2 L N) so that
       the dynamics are exact; the tangent space is h only, dim L N.
+
+    ``state=`` is the deprecated name of ``jacobian=``.
     """
 
-    def __init__(self, module: nn.LSTM | nn.LSTMCell, state: StateConvention = "full"):
+    def __init__(self, module: nn.LSTM | nn.LSTMCell, jacobian: JacobianConvention | None = None,
+                 *, state: JacobianConvention | None = None):
         super().__init__()
         check_module(module, (nn.LSTM, nn.LSTMCell), "cells.LSTM")
         self.module = module
-        self.convention = _convention(state)
+        self.convention = jacobian_convention(jacobian, state, ("full", "hidden"), "cells.LSTM")
+        self.input_size = module.input_size
         self.hidden_size = N = module.hidden_size
         self.num_layers = L = num_layers(module)
-        self.dim = 2 * L * N if state == "full" else L * N
+        self.dim = 2 * L * N if self.convention == "full" else L * N
 
     @property
     def state_dim(self) -> int:
@@ -147,15 +147,17 @@ class GRU(CellModule):
     n = tanh(W_in x + b_in + r (W_hn h + b_hn)),  h' = (1 - z) n + z h.
 
     The GRU's state is h alone, so its Jacobian dh'/dh is the true one and
-    ``state="full"`` and ``state="hidden"`` are the same (both accepted).
+    ``jacobian="full"`` and ``jacobian="hidden"`` are the same (both accepted).
     Layout [h_1, ..., h_L], dim L N.
     """
 
-    def __init__(self, module: nn.GRU | nn.GRUCell, state: StateConvention = "full"):
+    def __init__(self, module: nn.GRU | nn.GRUCell, jacobian: JacobianConvention | None = None,
+                 *, state: JacobianConvention | None = None):
         super().__init__()
         check_module(module, (nn.GRU, nn.GRUCell), "cells.GRU")
-        _convention(state)
+        self.convention = jacobian_convention(jacobian, state, ("full", "hidden"), "cells.GRU")
         self.module = module
+        self.input_size = module.input_size
         self.hidden_size = module.hidden_size
         self.num_layers = num_layers(module)
         self.dim = self.num_layers * self.hidden_size

@@ -100,6 +100,7 @@ class RNN(CellModule):
         check_module(module, (nn.RNN, nn.RNNCell), "cells.RNN")
         self.module = module
         self.phi, self.phi_prime = resolve(module.nonlinearity)
+        self.input_size = module.input_size
         self.hidden_size = module.hidden_size
         self.num_layers = num_layers(module)
         self.dim = self.num_layers * self.hidden_size
@@ -143,7 +144,7 @@ class ForceRNN(CellModule):
 
     M is sparse Gaussian (``density``) scaled by g / sqrt(density N), so that
     g > 1 is chaotic without feedback; w_f ~ U(-1, 1); the read-out w_o starts
-    at 0 and is learned by recursive least squares (``tasks.train_force``).
+    at 0 and is learned by recursive least squares (:func:`lyaplib.force.train_force`).
     Jacobian: (1 - dt) I + dt (M + w_f w_o^T) diag(1 - tanh^2 x); the tangent
     applies it as a row scaling, one GEMM with M and a rank-1 update.
     """
@@ -169,12 +170,17 @@ class ForceRNN(CellModule):
         self.input_size, self.hidden_size, self.dim = input_size, N, N
         self.g, self.dt = float(g), float(dt)
 
+    @staticmethod
+    def rates(state: Tensor) -> Tensor:
+        """r = tanh(x), the firing rates the read-out and the recurrence see, (B, N)."""
+        return torch.tanh(state)
+
     def readout(self, state: Tensor) -> Tensor:
         """z = w_o . tanh(x), shape (B,)."""
-        return torch.tanh(state) @ self.w_o
+        return self.rates(state) @ self.w_o
 
     def _drive(self, state: Tensor, x: Tensor | None) -> tuple[Tensor, Tensor]:
-        r = torch.tanh(state)
+        r = self.rates(state)
         drive = r @ self.M.T + (r @ self.w_o).unsqueeze(-1) * self.w_f
         if x is not None:
             drive = drive + x @ self.U.T

@@ -17,49 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .activations import sigmoid_prime, tanh_prime
-from .base import CellModule
-
-
-def _bmm(W: Tensor, Q: Tensor) -> Tensor:
-    """W (M, D) applied to every tangent basis Q (B, D, k) -> (B, M, k)."""
-    return torch.matmul(W, Q)
-
-
-class RecurrentModule(CellModule):
-    """A trainable cell: ``run`` unrolls ``step`` over an input sequence."""
-
-    input_size: int
-    hidden_size: int
-
-    def run(self, inputs: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """inputs (B, T, I) -> (hidden outputs (B, T, hidden_size), final state (B, S))."""
-        if inputs.ndim != 3 or inputs.shape[-1] != self.input_size:
-            raise ValueError(f"inputs must be (B, T, {self.input_size}), "
-                             f"got {tuple(inputs.shape)}")
-        state = self.initial_state(inputs.shape[0]) if state is None else state
-        outputs = []
-        for t in range(inputs.shape[1]):
-            state = self.step(state, inputs[:, t])
-            outputs.append(self.output(state))
-        return torch.stack(outputs, dim=1), state
-
-    def output(self, state: Tensor) -> Tensor:
-        """The part of the state a read-out sees (the hidden units)."""
-        return state[..., : self.hidden_size]
-
-    def _init_linear(self, *shapes: tuple[int, int]) -> list[nn.Parameter]:
-        """Weights with torch.nn.Linear's default U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-        params = []
-        for rows, cols in shapes:
-            bound = 1 / math.sqrt(cols) if cols else 0.0
-            params.append(nn.Parameter(torch.empty(rows, cols).uniform_(-bound, bound)))
-        return params
-
-
-def _check_sizes(input_size: int, hidden_size: int) -> None:
-    if input_size < 0 or hidden_size < 1:
-        raise ValueError(f"input_size must be >= 0 and hidden_size >= 1, "
-                         f"got {input_size} and {hidden_size}")
+from .base import RecurrentModule, check_sizes
 
 
 class AntisymmetricRNN(RecurrentModule):
@@ -72,7 +30,7 @@ class AntisymmetricRNN(RecurrentModule):
     def __init__(self, input_size: int, hidden_size: int, *, eps: float = 0.01,
                  gamma: float = 0.01):
         super().__init__()
-        _check_sizes(input_size, hidden_size)
+        check_sizes(input_size, hidden_size)
         self.input_size, self.hidden_size, self.dim = input_size, hidden_size, hidden_size
         self.eps, self.gamma = float(eps), float(gamma)
         self.W, self.V = self._init_linear((hidden_size, hidden_size), (hidden_size, input_size))
@@ -93,7 +51,7 @@ class AntisymmetricRNN(RecurrentModule):
 
     def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
         a, A = self._pre(state, x)
-        JQ = Q + (self.eps * tanh_prime(a)).unsqueeze(-1) * _bmm(A, Q)
+        JQ = Q + (self.eps * tanh_prime(a)).unsqueeze(-1) * torch.matmul(A, Q)
         return state + self.eps * torch.tanh(a), JQ
 
 
@@ -108,7 +66,7 @@ class CoRNN(RecurrentModule):
     def __init__(self, input_size: int, hidden_size: int, *, dt: float = 0.042,
                  gamma: float = 2.7, eps: float = 4.7):
         super().__init__()
-        _check_sizes(input_size, hidden_size)
+        check_sizes(input_size, hidden_size)
         self.input_size, self.hidden_size, self.dim = input_size, hidden_size, 2 * hidden_size
         self.dt, self.gamma, self.eps = float(dt), float(gamma), float(eps)
         self.W, self.V = self._init_linear((hidden_size, 2 * hidden_size),
@@ -127,7 +85,7 @@ class CoRNN(RecurrentModule):
         if Q is None:
             return nxt, None
         Q_y, Q_z = Q[:, :N], Q[:, N:]
-        dz = Q_z + self.dt * (tanh_prime(a).unsqueeze(-1) * _bmm(self.W, Q)
+        dz = Q_z + self.dt * (tanh_prime(a).unsqueeze(-1) * torch.matmul(self.W, Q)
                               - self.gamma * Q_y - self.eps * Q_z)
         return nxt, torch.cat([Q_y + self.dt * dz, dz], dim=1)
 
@@ -149,7 +107,7 @@ class LipschitzRNN(RecurrentModule):
     def __init__(self, input_size: int, hidden_size: int, *, eps: float = 0.01,
                  beta: float = 0.8, gamma: float = 0.01):
         super().__init__()
-        _check_sizes(input_size, hidden_size)
+        check_sizes(input_size, hidden_size)
         self.input_size, self.hidden_size, self.dim = input_size, hidden_size, hidden_size
         self.eps, self.beta, self.gamma = float(eps), float(beta), float(gamma)
         N = hidden_size
@@ -176,7 +134,7 @@ class LipschitzRNN(RecurrentModule):
         nxt = state + self.eps * (Ah + torch.tanh(a))
         if Q is None:
             return nxt, None
-        AQ_WQ = _bmm(AW, Q)
+        AQ_WQ = torch.matmul(AW, Q)
         JQ = Q + self.eps * (AQ_WQ[:, :N] + tanh_prime(a).unsqueeze(-1) * AQ_WQ[:, N:])
         return nxt, JQ
 
@@ -228,7 +186,7 @@ class LEM(RecurrentModule):
 
     def __init__(self, input_size: int, hidden_size: int, *, dt: float = 1.0):
         super().__init__()
-        _check_sizes(input_size, hidden_size)
+        check_sizes(input_size, hidden_size)
         self.input_size, self.hidden_size, self.dim = input_size, hidden_size, 2 * hidden_size
         self.dt = float(dt)
         N = hidden_size
@@ -251,12 +209,12 @@ class LEM(RecurrentModule):
         if Q is None:
             return nxt, None
         Q_y, Q_z = Q[:, :N], Q[:, N:]
-        G1, G2, Gz = _bmm(self.V, Q_y).split(N, dim=1)
+        G1, G2, Gz = torch.matmul(self.V, Q_y).split(N, dim=1)
         col = lambda v: v.unsqueeze(-1)  # noqa: E731 - row scaling of a (B, N, k) block
         dz = (col(1 - dt * g2) * Q_z + col(dt * (cand_z - z) * sigmoid_prime(a2)) * G2
               + col(dt * g2 * tanh_prime(a_z)) * Gz)
         dy = (col(1 - dt * g1) * Q_y + col(dt * (cand_y - y) * sigmoid_prime(a1)) * G1
-              + col(dt * g1 * tanh_prime(a_y)) * _bmm(self.W_y, dz))
+              + col(dt * g1 * tanh_prime(a_y)) * torch.matmul(self.W_y, dz))
         return nxt, torch.cat([dy, dz], dim=1)
 
     def step(self, state: Tensor, x: Tensor | None) -> Tensor:
