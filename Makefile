@@ -52,7 +52,8 @@ dist-check: setup
 	PYTHON="$(PYTHON)" TORCH="$(TORCH)" MNIST="$(MNIST)" bash .ci/check_dist.sh $(BIN)/python
 
 # What CI runs: lint, unit tests, the packages, every chapter under nbval, a strict build
-# of the book, and a check that every widget in it was saved with its initial figure.
+# of the book, and a check of the built pages (.ci/check_html.py: widgets saved with their
+# figures, no unfinished bars, no local paths, no stray warnings, code that fits the column).
 # Offline: no downloads. nbval's cell timeout (no cell at `ci` scale takes a minute) is
 # below 2 x STALL, so a chapter whose kernel the watchdog killed fails and the rest run.
 test: export LYAPLIB_SCALE ?= ci
@@ -61,7 +62,7 @@ test: NBVAL_TIMEOUT = $(if $(filter ci,$(LYAPLIB_SCALE)),300,3600)
 test: setup vendor notebooks lint unit dist-check
 	$(WATCH) $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=$(NBVAL_TIMEOUT) chapters
 	$(WATCH) $(BIN)/jupyter-book build . -W -n --keep-going --all
-	$(BIN)/python .ci/check_widget_state.py _build/html
+	$(BIN)/python .ci/check_html.py _build/html
 
 # The claim audit: every chapter for each seed offset and thread count, then a table of
 # every claim's value, threshold, margin and spread (tools/claims.py; about 8 minutes per run, 6 runs at

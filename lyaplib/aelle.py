@@ -1,6 +1,7 @@
 """AeLLE: an autoencoder on Lyapunov spectra whose latent space predicts accuracy.
 
 The pipeline of Vogt et al. (AeLLE):
+
 1. ``interpolate`` spectra of any size onto one grid over the normalised index;
 2. ``fit_autoencoder``: encoder -> latent -> decoder reconstructs the spectrum,
    and a linear predictor reads the (scaled) loss from the latent; the weight
@@ -118,7 +119,7 @@ def fit_autoencoder(spectra: Tensor, targets: Tensor, val_spectra: Tensor, val_t
                     config: AeConfig = AeConfig(), *, progress: bool = True) -> AeLLE:
     """Train AeLLE on (R, size) interpolated spectra and their (R,) losses.
 
-    Loss = mean |Z - Z_hat| + alpha * mean (T - T_hat)^2, with targets scaled
+    Loss = ``mean |Z - Z_hat|`` + alpha * mean (T - T_hat)^2, with targets scaled
     to [0, 1] by the training range and alpha following ``config.alphas``
     (one stage of ``epochs_per_stage`` each). The returned model is the one
     with the lowest validation prediction loss during the last stage (early
@@ -169,6 +170,10 @@ def fit_autoencoder(spectra: Tensor, targets: Tensor, val_spectra: Tensor, val_t
                     else:
                         since += 1
                         if since >= config.patience:
+                            # stopped early: the bar ends at what was done, as finished
+                            # (an unfinished bar is drawn red, as if it had failed)
+                            bar.total = bar.n
+                            bar.set_postfix_str("stopped early")
                             break
         bar.close()
     model.load_state_dict(best)
@@ -203,6 +208,7 @@ class Threshold:
     sign: float
 
     def predict(self, feature: Tensor) -> Tensor:
+        """Good (True) or bad for each network, from its feature (R,)."""
         return self.sign * (torch.as_tensor(feature, dtype=torch.float64) - self.threshold) > 0
 
     @classmethod
@@ -237,6 +243,7 @@ class LinearClassifier:
         return cls(torch.linalg.lstsq(X, y.unsqueeze(-1)).solution.squeeze(-1))
 
     def predict(self, features: Tensor) -> Tensor:
+        """Good (True) or bad for each network, from its features (R, F)."""
         return _with_bias(features) @ self.weights > 0
 
 
@@ -265,6 +272,7 @@ class OrthantClassifier:
         return cls(medians, frozenset(c for c, n in counts.items() if n > 0))
 
     def predict(self, pcs: Tensor) -> Tensor:
+        """Good (True) or bad for each network, from its leading PCs (R, d)."""
         cells = _cells(torch.as_tensor(pcs, dtype=torch.float64), self.medians)
         return torch.tensor([c in self.good_cells for c in cells.tolist()])
 
@@ -285,6 +293,7 @@ def precision_recall_f1(predicted_good: Tensor, good: Tensor) -> tuple[float, fl
 
 
 def f1_score(predicted_good: Tensor, good: Tensor) -> float:
+    """The F1 score of the "good" predictions (the third of :func:`precision_recall_f1`)."""
     return precision_recall_f1(predicted_good, good)[2]
 
 

@@ -123,6 +123,7 @@ def essential_gflop(D: int, k: int, qrs_per_step: float) -> float:
 
 
 def training_step_seconds(lstm: nn.LSTM, x: torch.Tensor) -> float:
+    """Seconds of one training step (forward, backward, Adam) of ``lstm`` on x (B, T, I)."""
     lstm = copy.deepcopy(lstm)  # the analysed network must not change
     readout = nn.Linear(lstm.hidden_size, VOCAB).to(x.device, x.dtype)
     params = [*lstm.parameters(), *readout.parameters()]
@@ -140,6 +141,7 @@ def training_step_seconds(lstm: nn.LSTM, x: torch.Tensor) -> float:
 
 
 def engine(cell, x, k, **settings):
+    """(seconds, per-sequence exponents) of one engine run with ``settings``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LyapunovWarning)  # accuracy is measured as err8
         return lyapunov_spectrum(cell, x, k=k, **settings).per_sequence
@@ -209,7 +211,7 @@ def run(sizes=(64, 128, 256, 512), dtypes=(torch.float32, torch.float64), *,
         float64_up_to: int = 256, device: torch.device | str | None = None,
         report=print) -> list[dict]:
     """Every configuration for ``sizes`` on ``device`` (default: the GPU when there is
-    one): rows of :func:`benchmark`, each reported as it lands."""
+    one): rows of :func:`lyaplib.benchmark.benchmark`, each reported as it lands."""
     device = torch.device(device) if device is not None else default_device()
     gflops = {dt: gemm_gflops(dt, device) for dt in dtypes}
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -243,6 +245,7 @@ LEGEND = (f"seconds for T = {T} steps of B = {B} sequences; x ref = speed-up ove
 
 
 def format_row(r: dict) -> str:
+    """One row of :func:`run` as a line of the printed table."""
     return (f"{r['N']:>4} {r['k']:>5} {r['jacobian']:8} {r['dtype']:7} {r['implementation']:9} "
             f"{r['seconds']:8.3f} {r['speedup_vs_reference']:6.1f} {r['time_over_qr_floor']:6.2f} "
             f"{r['fraction_of_gemm_roofline']:6.2f} {r['le_cost_in_training_steps']:6.1f} "

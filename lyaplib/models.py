@@ -266,6 +266,7 @@ class RecurrentClassifier(nn.Module):
 
     @property
     def hidden_size(self) -> int:
+        """N, the width of the recurrent layer."""
         return self.recurrent.hidden_size
 
     def cell(self, jacobian: JacobianConvention = "full") -> cells.Cell:

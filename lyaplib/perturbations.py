@@ -24,6 +24,8 @@ from torch import Tensor
 
 
 class Perturbation(Protocol):
+    """What a perturbation is: a callable that perturbs a batch of input sequences."""
+
     def __call__(self, x: Tensor, generator: torch.Generator | None = None
                  ) -> tuple[Tensor, Tensor | None]:
         """x (B, T, I) -> (perturbed inputs (B, T, I), drive (B, T) or None)."""

@@ -81,6 +81,7 @@ class Population(nn.Module):
         return super().train(mode)
 
     def stacked(self) -> dict[str, Tensor]:
+        """The stacked parameters, {name: (P, ...)}, as the models name them."""
         return dict(zip(self.names, self.params, strict=True))
 
     def forward(self, x: Tensor, *args, per_network: bool = False) -> Tensor:

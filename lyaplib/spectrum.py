@@ -63,6 +63,7 @@ class LyapunovResult:
 
     @property
     def k(self) -> int:
+        """The number of exponents computed."""
         return self.per_sequence.shape[-1]
 
     @property
@@ -85,14 +86,17 @@ class LyapunovResult:
 
     @property
     def max(self) -> float:
+        """The largest exponent, lambda_1."""
         return float(stats.spectrum_max(self.exponents))
 
     @property
     def mean(self) -> float:
+        """The mean of the k exponents."""
         return float(stats.spectrum_mean(self.exponents))
 
     @property
     def variance(self) -> float:
+        """The variance of the k exponents about their mean."""
         return float(stats.spectrum_variance(self.exponents))
 
     @property

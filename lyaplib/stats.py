@@ -38,7 +38,7 @@ def entropy(exponents: Tensor) -> Tensor:
 
 
 def kaplan_yorke(exponents: Tensor, dim: int | None = None) -> Tensor:
-    """Kaplan-Yorke (Lyapunov) dimension  D_KY = j + sum_{i<=j} lambda_i / |lambda_{j+1}|.
+    """Kaplan-Yorke (Lyapunov) dimension  ``D_KY = j + sum_{i<=j} lambda_i / |lambda_{j+1}|``.
 
     ``j`` is the largest index whose partial sum is non-negative. When all k
     partial sums are non-negative the dimension is at least k: it is k if the
@@ -64,7 +64,7 @@ def pearson(x, y, *, permutations: int = 10_000, seed: int = 0) -> tuple[float, 
     """Pearson r of two 1-D samples and its two-sided permutation p-value.
 
     The p-value is the fraction of random pairings (plus the observed one) whose
-    |r| reaches the observed |r|: no distributional assumption, no scipy.
+    ``|r|`` reaches the observed ``|r|``: no distributional assumption, no scipy.
     """
     x = torch.as_tensor(x, dtype=torch.float64).flatten()
     y = torch.as_tensor(y, dtype=torch.float64).flatten()

@@ -37,8 +37,8 @@ def check_tangent(cell: Cell, inputs: Tensor | None | str = "auto", *,
     Args:
         cell: any Cell.
         inputs: "auto" (default): (batch, input_size) standard normal inputs when the
-            cell has a positive ``input_size``, else None; or a (batch, I) tensor, or None
-            for an autonomous step.
+            cell has a positive ``input_size``, else None; or a (B, I) tensor (then B sets
+            the batch), or None for an autonomous step.
         k: the number of tangent columns (default D).
         state: (batch, S) instead of a standard normal state.
         reference: ``step(h, x)`` on the D differentiated coordinates, whose Jacobian is
@@ -54,6 +54,10 @@ def check_tangent(cell: Cell, inputs: Tensor | None | str = "auto", *,
     D = cell.dim
     S = getattr(cell, "state_dim", D)
     generator = torch.Generator().manual_seed(seed)
+    if isinstance(inputs, Tensor):
+        batch = inputs.shape[0]
+    elif state is not None:
+        batch = state.shape[0]
     if state is None:
         state = torch.randn(batch, S, generator=generator, dtype=dtype).to(device)
     if isinstance(inputs, str):

@@ -332,8 +332,8 @@ def spectrum_cost(task: Task, config: RunConfig, *, repeats: int = 7, iterations
     """Time one tracked spectrum against training iterations of ``config``'s model.
 
     Each repeat times one spectrum (``le_count`` sequences of ``le_length`` steps, as
-    :func:`lyaplib.sweeps.train_and_measure` tracks it) and then ``iterations`` optimizer steps, back to
-    back, after one untimed warm-up repeat. A ratio of two timings taken side by side
+    :func:`lyaplib.sweeps.train_and_measure` tracks it) and then ``iterations`` optimizer
+    steps, back to back, after one untimed warm-up repeat. A ratio of two timings taken side by side
     survives a machine whose load changes slowly, and the median over repeats one that is
     busy for a moment. Nothing here is cached: a timing belongs to the machine it ran on.
     """

@@ -1,5 +1,7 @@
 """Population training: P stacked networks behave exactly like P separate ones."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -120,3 +122,17 @@ def test_population_of_buffer_only_cells_and_autonomous_spectra():
         alone = lyapunov_spectrum(net, torch.zeros(2, 150, 0), h0=h0[2 * i: 2 * i + 2], k=5,
                                   warmup=50, dtype=F64)
         torch.testing.assert_close(spectra[i], alone.exponents, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("arch", ["lstm", "gru", "cornn"])
+def test_population_steps_do_not_fall_back_to_a_loop_under_vmap(arch):
+    """functorch warns "There is a performance drop" when an op has no batching rule and
+    runs network by network; a population must never take that path."""
+    nets = three(arch)
+    pop = population.Population(nets, LRS, forward_kwargs={"stepwise": True})
+    x, y = torch.randn(4, 6, 5, dtype=F64), torch.tensor([0, 1, 2, 3])
+    inputs = torch.randn(2, 20, 5, dtype=F64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*performance drop.*")
+        pop.train_step(torch.nn.functional.cross_entropy, x, y)
+        pop.spectra(lambda m: m.cell("full"), inputs)  # the wide (k = D) LSTM tangent path

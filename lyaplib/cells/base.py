@@ -50,10 +50,20 @@ class CellModule(nn.Module):
 
     @property
     def state_dim(self) -> int:
+        """S, the size of the state (D unless the cell carries more than it differentiates)."""
         return self.dim
 
     def initial_state(self, batch: int) -> Tensor:
+        """Zeros, (B, S), in the cell's dtype and on its device."""
         return torch.zeros(batch, self.state_dim, dtype=self.dtype, device=self.device)
+
+    def step(self, state: Tensor, x: Tensor | None) -> Tensor:
+        """state (B, S), input (B, I) or None  ->  next state (B, S)."""
+        raise NotImplementedError
+
+    def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
+        """state (B, S), Q (B, D, k)  ->  (next state (B, S), J @ Q (B, D, k))."""
+        raise NotImplementedError
 
     @property
     def dtype(self) -> torch.dtype:
@@ -64,11 +74,13 @@ class CellModule(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """device of the first floating parameter or buffer, else the CPU."""
         for t in _floating_tensors(self):
             return t.device
         return torch.device("cpu")
 
     def forward(self, state: Tensor, x: Tensor | None = None) -> Tensor:
+        """The same as :meth:`step` (so that a cell can be called like any module)."""
         return self.step(state, x)
 
 

@@ -68,6 +68,7 @@ class VanillaRNN(CellModule):
         return None if self.weight_ih is None else self.weight_ih.shape[1]
 
     def preactivation(self, state: Tensor, x: Tensor | None) -> Tensor:
+        """a = W h + U x + b, (B, N)."""
         a = state @ self.weight_hh.T
         if x is not None:
             if self.weight_ih is None:

@@ -37,6 +37,7 @@ class AntisymmetricRNN(RecurrentModule):
         self.b = nn.Parameter(torch.zeros(hidden_size))
 
     def recurrent_matrix(self) -> Tensor:
+        """W - W^T - gamma I, (N, N): antisymmetric but for the damping."""
         W = self.W - self.W.T
         return W - self.gamma * torch.eye(self.hidden_size, dtype=W.dtype, device=W.device)
 

@@ -68,6 +68,17 @@ def project_cache() -> Path:
     return Path.home() / ".cache" / "lyaplib"
 
 
+def shown(path: Path, folder: Path, how: str) -> str:
+    """``path`` named by the kind of place it was found in, e.g. ``LYAPLIB_DATA/x.txt``, so
+    that a printed source does not expose this machine's folders (an explicit root, the
+    caller's own choice, is shown as given)."""
+    if how == ENV_VAR:
+        return f"{ENV_VAR}/{path.relative_to(folder).as_posix()}"
+    if folder == project_cache():
+        return f"the project's data cache/{path.relative_to(folder).as_posix()}"
+    return f"{path} ({how})"
+
+
 def search_roots(root: str | os.PathLike | None) -> Iterator[tuple[Path, str]]:
     """(folder, how it was chosen) in resolution order; an explicit root is the only one."""
     if root is not None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import _files
 from ._files import DataError, announce_fallback, project_cache, search_roots, verify
 
 FILENAME = "mnist.pkl.gz"
@@ -45,6 +46,7 @@ class MnistData:
 
     @property
     def side(self) -> int:
+        """The side of the square images in pixels (28 for MNIST)."""
         return self.train_images.shape[-1]
 
     def __repr__(self) -> str:
@@ -107,6 +109,7 @@ class _ArraysOnly(pickle.Unpickler):
 
 
 def read_pickle(path: Path) -> MnistData:
+    """MNIST from the pickle at ``path`` (verified by sha256; numpy arrays only)."""
     verify(path, sha256_hex=SHA256)
     with gzip.open(path, "rb") as f:
         (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = _ArraysOnly(f, encoding="latin1").load()
@@ -145,14 +148,15 @@ def mnist(root: str | os.PathLike | None = None, download: bool = False) -> Mnis
         path = folder / FILENAME
         if path.is_file():
             data = read_pickle(path)
-            return _with_source(data, f"{path} ({how}; sha256 verified)")
+            return _with_source(data, f"{_files.shown(path, folder, how)} (sha256 verified)")
         if root is not None:
             raise DataError(f"{path} not found (root={str(root)!r}); expected {FILENAME}, "
                             f"sha256 {SHA256}")
         searched.append(f"{path} ({how})")
     wheel = _wheel_file()
     if wheel is not None:
-        return _with_source(read_pickle(wheel), f"{wheel} (the {WHEEL} wheel; sha256 verified)")
+        return _with_source(read_pickle(wheel), f"the {WHEEL} wheel's {FILENAME} "
+                            "(sha256 verified)")
     searched.append(f"the {WHEEL} wheel (not installed)")
     if download:
         return _torchvision(project_cache() / "torchvision")

@@ -30,10 +30,12 @@ class ManifestEntry:
 
     @property
     def split(self) -> str:
+        """The split the file belongs to ("train" or "test")."""
         return self.path.split("/")[0]
 
     @property
     def action(self) -> str:
+        """The action recorded in the file (e.g. "walking")."""
         return self.path.split("/")[1]
 
 
@@ -71,6 +73,7 @@ class MocapData:
 
     @property
     def dims(self) -> int:
+        """The number of values per frame that are used (70 for the CMU set)."""
         return len(self.used)
 
     def __repr__(self) -> str:
@@ -162,7 +165,8 @@ def cmu_mocap(root: str | os.PathLike | None = None, download: bool = False) -> 
     for folder, how in search_roots(root):
         found, missing = _load(folder / FOLDER, entries)
         if any(e.split == "train" for e, _ in found):
-            return _assemble(found, missing, f"{folder / FOLDER} ({how}; checksums verified)")
+            return _assemble(found, missing, f"{_files.shown(folder / FOLDER, folder, how)} "
+                             "(checksums verified)")
         if root is not None:
             raise DataError(f"{folder / FOLDER}: no training recordings of the CMU Mocap "
                             f"manifest found (root={str(root)!r})")

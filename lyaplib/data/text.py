@@ -56,6 +56,7 @@ class Corpus:
                 f"source: {self.source})")
 
     def encode(self, text: str) -> Tensor:
+        """Character ids of ``text``, (L,); a character outside the vocabulary is an error."""
         unknown = set(text) - set(self.vocab)
         if unknown:
             raise ValueError(f"text has symbols outside the vocabulary: {sorted(unknown)!r}")
@@ -66,9 +67,11 @@ class Corpus:
         return torch.from_numpy(ids.astype(np.int64))
 
     def decode(self, ids: Tensor) -> str:
+        """The text of character ids (L,)."""
         return "".join(self.vocab[i] for i in ids.tolist())
 
     def split(self, name: str) -> Tensor:
+        """The ids of split ``name`` ("train", "val" or "test"), (L,)."""
         if name not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
         return getattr(self, name)
@@ -151,12 +154,14 @@ def war_and_peace(root: str | os.PathLike | None = None, download: bool = False)
         path = folder / FILENAME
         if path.is_file():
             verify(path, size=SIZE, sha256_hex=SHA256)
-            return _corpus(path.read_text(encoding="utf-8"), f"{path} ({how}; sha256 verified)")
+            return _corpus(path.read_text(encoding="utf-8"),
+                           f"{_files.shown(path, folder, how)} (sha256 verified)")
         cached = folder / GUTENBERG_FILENAME
         if cached.is_file() and root is None:
             _check_gutenberg(cached)
             return _corpus(strip_gutenberg(cached.read_text(encoding="utf-8")),
-                           f"{cached} (Project Gutenberg #2600, downloaded earlier)")
+                           f"{_files.shown(cached, folder, how)} (Project Gutenberg #2600, "
+                           "downloaded earlier)")
         if root is not None:
             raise DataError(f"{path} not found (root={str(root)!r}); expected the authors' file "
                             f"{FILENAME}, {SIZE:,} bytes, sha256 {SHA256}")
@@ -169,7 +174,8 @@ def war_and_peace(root: str | os.PathLike | None = None, download: bool = False)
             searched.append(f"download from {GUTENBERG_URL} failed ({err})")
         else:
             return _corpus(strip_gutenberg(dest.read_text(encoding="utf-8")),
-                           f"{GUTENBERG_URL} -> {dest} (Project Gutenberg #2600; differs "
+                           f"{GUTENBERG_URL} -> the project's data cache/{dest.name} "
+                           "(Project Gutenberg #2600; differs "
                            "slightly from the authors' file)")
     announce_fallback("War and Peace", searched,
                       "the first 400,000 characters of the novel shipped with lyaplib")
