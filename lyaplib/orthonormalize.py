@@ -72,7 +72,8 @@ def shifted_cholesky_qr3(M: Tensor) -> tuple[Tensor, Tensor]:
     cond(M) below about 1/eps; it returns a Q of condition about eps^(-1/2) at worst, which
     the two plain passes orthonormalise to working precision. Where M has dependent
     columns (a tangent map that zeroes directions), r is 0 from the first dependent column
-    on, as for Householder. About 2x the work of CholeskyQR2: on the CPU, where branches
+    on where a Cholesky factorisation breaks down, and otherwise at rounding level, as for
+    Householder (which pivot rounds to which sign depends on the machine's kernels). About 2x the work of CholeskyQR2: on the CPU, where branches
     are free, :func:`cholesky_qr2` is the faster choice.
     """
     D, k = M.shape[-2:]

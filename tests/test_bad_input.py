@@ -169,10 +169,13 @@ def test_proj_size_points_to_autograd_cell_whose_recipe_works():
 
 
 def test_relu_units_switched_off_explain_the_singular_tangent():
-    # a strongly negative bias switches units 0-2 off for good (3 exponents are -inf), a
-    # positive one keeps units 3-5 on, near a stable fixed point
+    # a strongly negative bias switches units 3-5 off for good (3 exponents are -inf), a
+    # positive one keeps units 0-2 on, near a stable fixed point. The switched-off units are
+    # the last rows of J Q: Householder reflections keep trailing zero rows exactly zero on
+    # any BLAS, so R_ii = 0 exactly (zero rows on top are mixed into rounding noise instead,
+    # ~1e-17, whose size depends on the machine's kernels).
     W = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=F64) / 6 ** 0.5 / 2
-    bias = torch.tensor([-50.0, -50, -50, 3, 3, 3], dtype=F64)
+    bias = torch.tensor([3.0, 3, 3, -50, -50, -50], dtype=F64)
     net = cells.VanillaRNN(W, bias=bias, activation="relu")
     h0 = torch.rand(2, 6, generator=torch.Generator().manual_seed(1), dtype=F64)
     with pytest.raises(LyapunovError, match="tangent became singular.*inactive ReLU units.*fewer "
