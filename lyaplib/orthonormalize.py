@@ -73,8 +73,9 @@ def shifted_cholesky_qr3(M: Tensor) -> tuple[Tensor, Tensor]:
     the two plain passes orthonormalise to working precision. Where M has dependent
     columns (a tangent map that zeroes directions), r is 0 from the first dependent column
     on where a Cholesky factorisation breaks down, and otherwise at rounding level, as for
-    Householder (which pivot rounds to which sign depends on the machine's kernels). About 2x the work of CholeskyQR2: on the CPU, where branches
-    are free, :func:`cholesky_qr2` is the faster choice.
+    Householder (which pivot rounds to which sign depends on the machine's kernels).
+    About 2x the work of CholeskyQR2: on the CPU, where branches are free,
+    :func:`cholesky_qr2` is the faster choice.
     """
     D, k = M.shape[-2:]
     # scaled to unit Frobenius norm first, so that no Gram matrix overflows or underflows

@@ -116,6 +116,25 @@ def download_allowed() -> bool:
 NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError)
 
 
+def download_all(files: list[tuple[str, Path, Callable[[Path], None]]],
+                 searched: list[str]) -> bool:
+    """Download each ``(url, dest, check)`` whose ``dest`` is not there yet.
+
+    Returns False when the network cannot be reached, noting in ``searched`` which
+    download failed (the loader then falls back, loudly); a file that arrives but fails its
+    ``check`` raises :class:`DataError`.
+    """
+    for url, dest, check in files:
+        if dest.is_file():
+            continue
+        try:
+            download(url, dest, check)
+        except NETWORK_ERRORS as err:
+            searched.append(f"download from {url} failed ({err})")
+            return False
+    return True
+
+
 def announce_fallback(dataset: str, searched: list[str], substitute: str) -> None:
     """Say loudly, in the notebook and in the logs, that a substitute is used."""
     places = "; ".join(searched) or "nowhere"

@@ -170,21 +170,14 @@ def cmu_mocap(root: str | os.PathLike | None = None, download: bool = False) -> 
         if root is not None:
             raise DataError(f"{folder / FOLDER}: no training recordings of the CMU Mocap "
                             f"manifest found (root={str(root)!r})")
-        searched.append(f"{folder / FOLDER} ({how})")
-    if download:
-        folder = project_cache() / FOLDER
-        try:
-            for entry in entries:
-                dest = folder / entry.path
-                if not dest.is_file():
-                    _files.download(URL + entry.path, dest,
-                                    lambda p, e=entry: verify(p, git_sha1=e.git_sha1))
-        except _files.NETWORK_ERRORS as err:  # offline: fall back, loudly; bad files raise
-            searched.append(f"download from {URL} failed ({err})")
-        else:
-            found, missing = _load(folder, entries)
-            return _assemble(found, missing, f"{URL} -> {folder} (downloaded, checksums "
-                             "verified)")
+        searched.append(_files.shown(folder / FOLDER, folder, how))
+    folder = project_cache() / FOLDER
+    files = [(URL + e.path, folder / e.path, lambda p, e=e: verify(p, git_sha1=e.git_sha1))
+             for e in entries]
+    if download and _files.download_all(files, searched):
+        found, missing = _load(folder, entries)
+        return _assemble(found, missing, f"{URL} -> the project's data cache/{FOLDER} "
+                         "(downloaded, checksums verified)")
     announce_fallback("CMU Mocap", searched, "synthetic multi-joint motion (lyaplib.data."
                       "synthetic_motion)")
     return synthetic_motion()

@@ -165,24 +165,17 @@ def war_and_peace(root: str | os.PathLike | None = None, download: bool = False)
         if root is not None:
             raise DataError(f"{path} not found (root={str(root)!r}); expected the authors' file "
                             f"{FILENAME}, {SIZE:,} bytes, sha256 {SHA256}")
-        searched.append(f"{path} ({how})")
-    if download:
-        try:
-            dest = _files.download(GUTENBERG_URL, project_cache() / GUTENBERG_FILENAME,
-                                   _check_gutenberg)
-        except _files.NETWORK_ERRORS as err:  # offline: fall back, loudly; bad files raise
-            searched.append(f"download from {GUTENBERG_URL} failed ({err})")
-        else:
-            return _corpus(strip_gutenberg(dest.read_text(encoding="utf-8")),
-                           f"{GUTENBERG_URL} -> the project's data cache/{dest.name} "
-                           "(Project Gutenberg #2600; differs "
-                           "slightly from the authors' file)")
+        searched.append(_files.shown(path, folder, how))
+    dest = project_cache() / GUTENBERG_FILENAME
+    if download and _files.download_all([(GUTENBERG_URL, dest, _check_gutenberg)], searched):
+        return _corpus(strip_gutenberg(dest.read_text(encoding="utf-8")),
+                       f"{GUTENBERG_URL} -> the project's data cache/{dest.name} "
+                       "(Project Gutenberg #2600; differs slightly from the authors' file)")
     announce_fallback("War and Peace", searched,
                       "the first 400,000 characters of the novel shipped with lyaplib")
     with gzip.open(EXCERPT, "rt", encoding="utf-8") as f:
         return _corpus(f.read(), f"FALLBACK: {EXCERPT.name} (first 400,000 characters)",
                        is_fallback=True)
-
 
 
 def _corpus(text: str, source: str, is_fallback: bool = False) -> Corpus:
