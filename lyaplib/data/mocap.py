@@ -52,12 +52,16 @@ class MocapData:
     """Preprocessed motion: downsampled by 2, quiet dimensions dropped, normalised.
 
     Attributes:
-        train, test: lists of (frames, dims) float32 arrays, one per recording.
-        train_actions, test_actions: the action name of each recording.
-        dims: number of dimensions kept (70 for the real data).
-        mean, std: (117,) normalisation statistics over the full-rate training frames.
+        train: list of (frames, dims) float32 arrays, one per training recording.
+        test: the same for the test recordings.
+        train_actions: the action name of each training recording.
+        test_actions: the action name of each test recording.
+        mean: (117,) normalisation means over the full-rate training frames.
+        std: (117,) normalisation standard deviations over the same frames.
         used: (dims,) indices of the kept dimensions among the 117.
-        source: where the data came from.  missing: manifest files that were not found.
+        source: where the data came from.
+        missing: manifest files that were not found.
+        is_fallback: True for the synthetic substitute.
     """
 
     train: list[np.ndarray]
