@@ -44,8 +44,10 @@ book: setup vendor
 unit: setup
 	$(BIN)/python -m pytest -q tests
 
+# ruff over the code, and the chapters' code cells formatted to the page's 88 columns
 lint: setup
 	$(BIN)/ruff check lyaplib tests benchmarks tools
+	$(BIN)/python tools/format_chapters.py --check chapters/*.md
 
 # The sdist and the wheel, built and tested as a user installs them (.ci/check_dist.sh).
 dist-check: setup
