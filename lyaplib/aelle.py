@@ -171,8 +171,11 @@ def fit_autoencoder(spectra: Tensor, targets: Tensor, val_spectra: Tensor, val_t
                         since += 1
                         if since >= config.patience:
                             # stopped early: the bar ends at what was done, as finished
-                            # (an unfinished bar is drawn red, as if it had failed)
-                            bar.total = bar.n
+                            # (an unfinished bar is drawn red, as if it had failed);
+                            # reset() is what moves a notebook widget's max as well
+                            done = bar.n
+                            bar.reset(total=done)
+                            bar.update(done)
                             bar.set_postfix_str("stopped early")
                             break
         bar.close()

@@ -110,3 +110,27 @@ def test_compare_scores_every_classifier_on_the_test_split():
     assert result.embedding.shape == (200, 2)
     with pytest.raises(ValueError, match="fractions"):
         aelle.split_indices(100, (0.5, 0.2, 0.2))
+
+
+def test_early_stopping_leaves_a_finished_notebook_bar(monkeypatch):
+    # a notebook bar whose widget max stays above its value is saved unfinished (and drawn
+    # red on close): early stopping must move the widget's max, not only tqdm's total
+    notebook = pytest.importorskip("tqdm.notebook")
+    bars = []
+
+    class Recorded(notebook.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(aelle, "tqdm", Recorded)
+    g = torch.Generator().manual_seed(0)
+    spectra, losses = torch.randn(40, 8, generator=g), torch.rand(40, generator=g)
+    # losses unrelated to the spectra: the validation loss soon stops improving
+    config = aelle.AeConfig(latent=2, alphas=(1.0, 1.0), epochs_per_stage=30, patience=2,
+                            lr=0.05)
+    aelle.fit_autoencoder(spectra[:30], losses[:30], spectra[30:], losses[30:], config)
+    (bar,) = bars
+    widget = bar.container.children[1]
+    assert bar.n < 60, "the fit did not stop early; the test needs a smaller patience"
+    assert widget.value == widget.max == bar.n and widget.bar_style != "danger"
