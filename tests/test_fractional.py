@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lyaplib.fractional import fit_order, fractional_derivative
+from lyaplib.fractional import fit_order, fractional_derivative, order_profile
 
 F64 = torch.float64
 N, DT = 1024, 0.01
@@ -49,5 +49,15 @@ def test_fit_order_recovers_a_known_order():
     alpha, scale, residual = fit_order(drive, response, DT)
     assert alpha == pytest.approx(0.4, abs=0.011) and scale == pytest.approx(2.5, rel=0.05)
     assert residual < 0.05
+    # the profile: the misfit grows on both sides of the true order, and a step drive
+    # fits itself (order 0) exactly
+    alphas = torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8], dtype=F64)
+    residuals, scales = order_profile(drive, response, alphas, DT)
+    assert int(residuals.argmin()) == 2 and (residuals[[0, 1, 3, 4]] > 0.1).all()
+    step = (torch.arange(N) >= N // 3).to(F64)
+    residuals, scales = order_profile(step, 3 * step, alphas, DT)
+    assert float(residuals[0]) < 1e-12 and float(scales[0]) == pytest.approx(3)
     with pytest.raises(ValueError, match="dt"):
         fractional_derivative(drive, 0.5, 0.0)
+    with pytest.raises(ValueError, match="drive and response"):
+        order_profile(drive, response[:-1], alphas)

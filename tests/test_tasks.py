@@ -103,6 +103,24 @@ def test_resuming_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary files left
 
 
+def test_kept_epochs_are_the_models_of_shorter_runs(tmp_path):
+    task = periodic_task()
+    ckpt = tmp_path / "run.pt"
+    training.train(small_config().model(task), task, small_config(), checkpoint=ckpt,
+                   keep_epochs=(1, 2), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.epoch1.pt", "run.epoch2.pt",
+                                                          "run.pt"]
+    for epochs in (1, 2):
+        short = small_config(epochs=epochs).model(task)
+        h_short = training.train(short, task, small_config(epochs=epochs), progress=False)
+        kept = small_config().model(task)
+        h_kept = training.load_weights(kept, training.snapshot_path(ckpt, epochs))
+        assert same_state(short, kept)
+        assert h_kept.val_loss == h_short.val_loss
+    with pytest.raises(ValueError, match="keep_epochs"):
+        training.train(small_config().model(task), task, small_config(), keep_epochs=(1,))
+
+
 def test_run_config_errors_name_the_argument():
     with pytest.raises(ValueError, match="hidden_size"):
         training.RunConfig(hidden_size=0)
