@@ -46,7 +46,8 @@ def main() -> None:
                                            x0=x0, progress=False)
     population = time.perf_counter() - start
 
-    gap = max(abs(a.test_error - b) for a, b in zip(looped, batched.test_error.tolist(), strict=True))
+    errors = batched.test_error.tolist()
+    gap = max(abs(a.test_error - b) for a, b in zip(looped, errors, strict=True))
     per_step = lambda seconds: 1e6 * seconds / (R * (T + 100))  # noqa: E731
     mib = 2 * R * N * N * torch.get_default_dtype().itemsize / 2**20
     print(f"{R} FORCE networks, N = {N}, {T} RLS steps + 100 free, "
