@@ -3,6 +3,8 @@ the temporary files of writers that were killed."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import socket
@@ -15,6 +17,12 @@ from typing import BinaryIO
 # was killed (kill -9 runs no clean-up) is then recognisable as dead, on this host.
 _HOST = re.sub(r"\W", "", socket.gethostname()) or "host"
 _TEMPORARY = re.compile(r"^\..+~(\d+)~(\w+)~\w+\.part$")
+
+
+def stable_id(settings: dict) -> str:
+    """12 hex digits that name ``settings`` (JSON-able) across processes and machines."""
+    canonical = json.dumps(settings, sort_keys=True)
+    return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object],

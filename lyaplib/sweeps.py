@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ._io import remove_orphaned_temporaries
+from ._io import stable_id as stable_id  # public here: names settings in store paths
 from .training import LyapunovTracker, RunConfig, train
 
 if TYPE_CHECKING:

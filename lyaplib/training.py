@@ -9,9 +9,7 @@ without touching the training's random numbers; checkpoints make ``train`` resum
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 import os
 import time
@@ -25,7 +23,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 from tqdm.auto import tqdm
 
-from ._io import atomic_write
+from ._io import atomic_write, stable_id
 from .benchmark import timed_call
 from .cells.base import jacobian_convention
 from .cells.gated import JacobianConvention
@@ -75,8 +73,7 @@ class RunConfig:
         fields = asdict(self)
         if not fields["options"]:  # ids from before ``options`` existed stay valid
             del fields["options"]
-        canonical = json.dumps(fields, sort_keys=True)
-        return hashlib.sha1(canonical.encode()).hexdigest()[:12]
+        return stable_id(fields)
 
     def model(self, task: Task) -> nn.Module:
         """The task's model for this configuration, initialised from ``seed``."""

@@ -192,6 +192,10 @@ class ForceRNN(CellModule):
 
     def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
         nxt, _ = self._drive(state, x)
-        S = tanh_prime(state).unsqueeze(-1) * Q  # diag(1 - tanh^2 x) Q
+        S = tanh_prime(state).unsqueeze(-1) * Q  # diag(1 - tanh^2 x) Q, (B, N, k)
         feedback = self.w_f.unsqueeze(-1) * (self.w_o @ S).unsqueeze(-2)  # w_f (w_o^T S)
-        return nxt, (1 - self.dt) * Q + self.dt * (torch.matmul(self.M, S) + feedback)
+        # M [S_1 ... S_B] as one (N, N) x (N, B k) GEMM: a broadcast matmul would copy M
+        # B times, and for a vmapped population it dominated the step
+        B, N, k = S.shape
+        MS = (self.M @ S.transpose(0, 1).reshape(N, B * k)).reshape(N, B, k).transpose(0, 1)
+        return nxt, (1 - self.dt) * Q + self.dt * (MS + feedback)
