@@ -238,8 +238,8 @@ def train(model: nn.Module, task: Task, config: RunConfig, *,
         bar.update()
         if path is not None:
             _save_checkpoint(path, model, optimizer, history, epoch)
-        if epoch in keep_epochs:
-            _save_checkpoint(snapshot_path(path, epoch), model, optimizer, history, epoch)
+        if epoch in keep_epochs:  # a copy of the checkpoint just written
+            atomic_write(snapshot_path(path, epoch), lambda f: f.write(path.read_bytes()))
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
@@ -395,10 +395,14 @@ def snapshot_path(checkpoint: str | os.PathLike, epoch: int) -> Path:
 
 def load_weights(model: nn.Module, checkpoint: str | os.PathLike) -> History:
     """Load the weights of a :func:`train` checkpoint into ``model``; its History."""
-    state = torch.load(checkpoint, map_location=next(model.parameters()).device,
-                       weights_only=True)
+    return History(**_read_checkpoint(checkpoint, model)["history"])
+
+
+def _read_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict:
+    """A checkpoint's contents, its weights already loaded into ``model``."""
+    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
     model.load_state_dict(state["model"])
-    return History(**state["history"])
+    return state
 
 
 def _save_checkpoint(path: Path, model, optimizer, history: History, epoch: int) -> None:
@@ -410,8 +414,7 @@ def _save_checkpoint(path: Path, model, optimizer, history: History, epoch: int)
 
 
 def _load_checkpoint(path: Path, model, optimizer) -> tuple[int, History]:
-    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
-    model.load_state_dict(state["model"])
+    state = _read_checkpoint(path, model)
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"].cpu())
     if "cuda_rng" in state and torch.cuda.is_available():
