@@ -187,7 +187,7 @@ class RecurrentClassifier(nn.Module):
         if self.spec.fused and not stepwise and drive is None:
             h, state = self.recurrent(x, state)
             return self.readout(h[:, -1]), state
-        state = self.trajectory(x, state, drive=drive)[:, -1]
+        state = self._states(x, state, drive)[-1]  # not stacked: only the last is read
         return self.readout(state[..., : self.hidden_size]), state
 
     def trajectory(self, x: Tensor, state: Tensor | None = None, *,
@@ -199,10 +199,14 @@ class RecurrentClassifier(nn.Module):
         LSTM and GRU: to the candidate's pre-activation). Architectures with a
         ``drive`` entry in the registry: rnn, lstm, gru, gamma, aru.
         """
+        return torch.stack(self._states(x, state, drive), dim=1)
+
+    def _states(self, x: Tensor, state: Tensor | None, drive: Tensor | None) -> list[Tensor]:
+        """The T states of :meth:`trajectory`, as a list."""
         if drive is None:
-            return torch.stack(self._unroll(x, state), dim=1)
+            return self._unroll(x, state)
         x, (name, weight) = self._with_drive(x, drive)
-        return torch.stack(self._unroll(x, state, lambda t: {name: weight}), dim=1)
+        return self._unroll(x, state, lambda t: {name: weight})
 
     def _unroll(self, x: Tensor, state: Tensor | None = None,
                 weights_at: Callable[[int], dict[str, Tensor]] | None = None) -> list[Tensor]:

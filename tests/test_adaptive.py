@@ -128,3 +128,21 @@ def test_aru_main_network_is_the_frozen_main_map():
         frozen = aru.main_network(n_t[i], s_t[i])
         torch.testing.assert_close(nxt[i, :5], frozen.step(h[i:i + 1], None)[0])
     assert main.W.data_ptr() != aru.W.data_ptr()  # a copy: the ARU is untouched
+
+
+def test_aru_training_path_is_the_tangent_path():
+    """The step (value only, for training) and the classifier's unstacked forward give
+    exactly what the tangent path and the stacked trajectory give."""
+    from lyaplib import models
+
+    torch.manual_seed(0)
+    aru = cells.ARU(3, 6, controller_size=4)
+    state, x = torch.randn(5, aru.state_dim), torch.randn(5, 3)
+    Q = torch.linalg.qr(torch.randn(5, aru.dim, 2))[0]
+    assert torch.equal(aru.step(state, x), aru.tangent(state, x, Q)[0])
+    net = models.RecurrentClassifier("aru", 3, 6, 10, controller_size=4)
+    inputs, drive = torch.randn(2, 7, 3), torch.randn(2, 7)
+    for d in (None, drive):
+        logits, final = net(inputs, drive=d)
+        assert torch.equal(final, net.trajectory(inputs, drive=d)[:, -1])
+        assert torch.equal(logits, net.readout(final[:, :6]))

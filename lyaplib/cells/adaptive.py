@@ -17,13 +17,18 @@ from torch import Tensor, nn
 from .base import RecurrentModule, check_sizes, jacobian_convention
 
 
-def _partials(x: Tensor, n: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """gamma and its partial derivatives in x, n and s (broadcast shapes)."""
+def _value(x: Tensor, n: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """gamma(x; n, s), with the sigmoid and softplus / n it is made of."""
     nx = n * x
     sig = torch.sigmoid(nx)
     soft = F.softplus(nx) / n  # stable for large |n x|
+    return (1 - s) * soft + s * sig, sig, soft
+
+
+def _partials(x: Tensor, n: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """gamma and its partial derivatives in x, n and s (broadcast shapes)."""
+    value, sig, soft = _value(x, n, s)
     dsig = sig * (1 - sig)
-    value = (1 - s) * soft + s * sig
     d_x = (1 - s) * sig + s * n * dsig
     d_n = (1 - s) / n * (x * sig - soft) + s * x * dsig
     d_s = sig - soft
@@ -200,17 +205,18 @@ class ARU(RecurrentModule):
 
     def _run(self, state: Tensor, x: Tensor | None, Q: Tensor | None):
         N, C = self.hidden_size, self.controller_size
-        h, g = state[..., :N], state[..., N:].unflatten(-1, (N, C))
+        h, g = state.split([N, N * C], dim=-1)  # split: its backward is one cat, no zeros
+        g = g.unflatten(-1, (N, C))
         a = h @ self.W.T + self.b
         if x is not None:
             a = a + x @ self.U.T
         pre_g = a.unsqueeze(-1) * self.u + g @ self.W_g.T + self.b_g
         g_new = torch.tanh(pre_g)
         n, s = self.gains(g_new)
+        if Q is None:  # a step: autograd needs the value only (training differentiates it)
+            return torch.cat([_value(a, n, s)[0], g_new.flatten(-2)], dim=-1), None
         value, d_x, d_n, d_s = _partials(a, n, s)
         nxt = torch.cat([value, g_new.flatten(-2)], dim=-1)
-        if Q is None:
-            return nxt, None
         da = torch.matmul(self.W, Q[:, :N])  # (B, N, k)
         if self.convention == "main":
             return nxt, d_x.unsqueeze(-1) * da
