@@ -37,8 +37,12 @@ notebooks: setup
 # The published book. Datasets that are not found locally are downloaded, checked
 # against their pinned hashes; offline, the chapters fall back loudly (LYAPLIB_DOWNLOAD=0
 # forbids downloads).
+# The chapters run JOBS at a time (tools/execute_chapters.py), into the Jupyter cache the
+# build then reads: the same numbers as one after another, in about 3/4 of the time.
+JOBS ?= 2
 book: export LYAPLIB_DOWNLOAD ?= 1
 book: setup vendor
+	$(WATCH) $(BIN)/python tools/execute_chapters.py --jobs $(JOBS)
 	$(WATCH) $(BIN)/jupyter-book build . -W -n --keep-going
 
 unit: setup
@@ -63,6 +67,7 @@ test: export LYAPLIB_DOWNLOAD = 0
 test: NBVAL_TIMEOUT = $(if $(filter ci,$(LYAPLIB_SCALE)),300,3600)
 test: setup vendor notebooks lint unit dist-check
 	$(WATCH) $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=$(NBVAL_TIMEOUT) chapters
+	$(WATCH) $(BIN)/python tools/execute_chapters.py --jobs $(JOBS)
 	$(WATCH) $(BIN)/jupyter-book build . -W -n --keep-going --all
 	$(BIN)/python .ci/check_html.py _build/html
 

@@ -58,19 +58,21 @@ class Report:
     def read(self, text: str, now: float) -> None:
         for match in CHAPTER.finditer(text):
             self.current = match.group(1)
-        for name in EXECUTING.findall(text):
-            self.close(now)
+        for name in EXECUTING.findall(text):  # several at once with execute_chapters.py
             self._started[name] = now
         for name, secs in EXECUTED.findall(text):
-            self.seconds[name] = float(secs)  # myst-nb's own timing
+            self.seconds[name] = float(secs)  # the executor's own timing
+            self._started.pop(name, None)
         for match in FAILED.finditer(text):
             name = match.group(1) or match.group(2)
+            if name in self._started:
+                self.seconds.setdefault(name, now - self._started.pop(name))
             if name not in self.failed:
                 self.failed.append(name)
         self.fallbacks += FALLBACK.findall(text)
 
     def close(self, now: float) -> None:
-        """Time the chapters that started but never said they finished (failed, stalled)."""
+        """Time the chapters that started but never said they finished (stalled, killed)."""
         for name, began in self._started.items():
             self.seconds.setdefault(name, now - began)
         self._started.clear()
