@@ -1,5 +1,9 @@
-"""The build tools in tools/: the chapter watchdog (and the claim audit's table)."""
+"""The build tools in tools/: the chapter watchdog, the parallel chapter executor (and the
+claim audit's table)."""
 
+import importlib.util
+import json
+import os
 import subprocess
 import sys
 import time
@@ -71,12 +75,138 @@ def test_bad_arguments_are_named():
     assert code == 2 and "--stall must be positive" in out
 
 
+def load_tool(name: str):
+    """Import tools/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(f"lyaplib_{name}", TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_a_finished_process_does_not_cancel_the_work_of_a_new_one():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("lyaplib_watchdog", TOOLS / "watchdog.py")
-    watchdog = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = watchdog  # dataclasses look their module up there
-    spec.loader.exec_module(watchdog)
+    watchdog = load_tool("watchdog")
     first = {1: (10.0, 0.0), 2: (300.0, 5e6)}   # pid 2: a kernel that computed a lot, then ended
     last = {1: (10.5, 100.0), 3: (30.0, 2e3)}   # pid 3: the next kernel, busy since it started
     assert watchdog.work_between(first, last) == (30.5, 2100.0)
+
+
+def test_overlapping_chapters_are_timed_each():
+    report = load_tool("watchdog").Report()
+    report.read("chapters/a.md: Executing notebook\nchapters/b.md: Executing notebook\n", 0.0)
+    report.read("chapters/b.md: Executed notebook in 5.00 seconds\n", 5.0)
+    report.read("chapters/a.md: Executing notebook failed:\nTraceback", 9.0)
+    assert report.seconds == {"chapters/b": 5.0, "chapters/a": 9.0}
+    assert report.failed == ["chapters/a"]
+
+
+# tools/execute_chapters.py on a two-chapter book of its own
+HEADER = """---
+jupytext:
+  text_representation: {extension: .md, format_name: myst}
+kernelspec: {display_name: Python 3, language: python, name: python3}
+---
+
+"""
+
+
+def tiny_book(root: Path, chapters: dict[str, str]) -> Path:
+    """A book whose chapters each run one code cell (``chapters`` maps name to code)."""
+    (root / "chapters").mkdir(parents=True)
+    (root / "intro.md").write_text("# Intro\n")
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n  - chapters:\n"
+        + "".join(f"      - file: chapters/{n}\n" for n in chapters))
+    (root / "_config.yml").write_text(
+        "title: t\nonly_build_toc_files: true\nexecute:\n  execute_notebooks: cache\n"
+        "parse:\n  myst_enable_extensions: [dollarmath]\n")
+    for n, code in chapters.items():
+        (root / "chapters" / f"{n}.md").write_text(
+            f"{HEADER}# {n}\n\n```{{code-cell}} ipython3\n{code}\n```\n")
+    return root
+
+
+def execute_chapters(root: Path, *args: str, env: dict | None = None) -> tuple[int, str]:
+    done = subprocess.run([sys.executable, str(TOOLS / "execute_chapters.py"), "--book",
+                           str(root), *args], capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in {**os.environ, **(env or {})}.items()
+                               if v is not None})
+    return done.returncode, done.stdout + done.stderr
+
+
+def cached_output(root: Path, chapter: str) -> str | None:
+    """The text the cached run of ``chapter`` printed; None if it is not cached."""
+    from jupyter_cache import get_cache
+    tool = load_tool("execute_chapters")
+    notebook = tool.read_notebook(root / "chapters" / f"{chapter}.md", root)
+    cache = get_cache(root / "_build" / ".jupyter_cache")
+    try:
+        record = cache.match_cache_notebook(notebook)
+    except KeyError:
+        return None
+    cell = cache.get_cache_bundle(record.pk).nb.cells[0]
+    return "".join(o.get("text", "") for o in cell.outputs)
+
+
+STAMPED = ("import os, time; start = time.time(); time.sleep(2); "
+           "print(start, time.time(), os.environ.get('OMP_WAIT_POLICY'))")
+
+
+def test_chapters_run_side_by_side_into_the_cache_the_build_reads(tmp_path):
+    pytest.importorskip("jupyter_book")
+    root = tiny_book(tmp_path, {"a": STAMPED, "b": STAMPED})
+    code, out = execute_chapters(root, "--jobs", "2", env={"OMP_WAIT_POLICY": None})
+    assert code == 0, out
+    assert "chapters/a.md: Executed notebook in" in out
+    (a0, a1, policy_a), (b0, b1, policy_b) = (cached_output(root, c).split() for c in "ab")
+    assert float(b0) < float(a1) and float(a0) < float(b1)  # the two kernels overlapped
+    assert policy_a == policy_b == "PASSIVE"  # sleeping OpenMP threads when they share cores
+    # The build finds both chapters in the cache and executes nothing.
+    build = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build",
+                            str(root)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout + build.stderr
+    assert build.stdout.count("Using cached notebook") == 2, build.stdout
+    assert "Executing notebook" not in build.stdout
+
+
+def test_a_failing_chapter_is_named_and_not_shown_from_an_earlier_run(tmp_path):
+    pytest.importorskip("jupyter_book")
+    flaky = "import os; assert os.environ.get('LYAPLIB_TEST_PASS') == '1'; print('passed')"
+    root = tiny_book(tmp_path, {"ok": "print('fine')", "flaky": flaky})
+    code, out = execute_chapters(root, "--jobs", "1", env={"LYAPLIB_TEST_PASS": "1"})
+    assert code == 0, out
+    assert cached_output(root, "flaky") == "passed\n"
+    code, out = execute_chapters(root, "--jobs", "1")  # same code, and now it fails
+    assert code == 1
+    assert "chapters/flaky.md: Executing notebook failed" in out and "AssertionError" in out
+    assert "FAILED: chapters/flaky" in out
+    assert cached_output(root, "flaky") is None  # the earlier run's outputs are gone
+    assert cached_output(root, "ok") == "fine\n"
+
+
+def test_the_longest_chapter_starts_first(tmp_path):
+    pytest.importorskip("jupyter_book")
+    root = tiny_book(tmp_path, {"short": "pass", "long": "import time; time.sleep(2)"})
+    code, out = execute_chapters(root, "--jobs", "1", "--store-durations",
+                                 env={"LYAPLIB_SCALE": "book"})
+    assert code == 0, out
+    assert out.index("chapters/short.md: Executing") < out.index("chapters/long.md: Executing")
+    stored = json.loads((root / ".chapter_durations.json").read_text())["book"]
+    assert stored["chapters/long"] > stored["chapters/short"] + 1
+    code, out = execute_chapters(root, "--jobs", "1", env={"LYAPLIB_SCALE": "book"})
+    assert code == 0, out
+    assert out.index("chapters/long.md: Executing") < out.index("chapters/short.md: Executing")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--jobs", "0"], "--jobs must be at least 1, got 0"),
+    (["--book", "/nonexistent"], "expected a folder with _toc.yml and _config.yml"),
+    (["chapters/missing.md"], "no such chapter"),
+])
+def test_bad_executor_arguments_are_named(tmp_path, args, message):
+    pytest.importorskip("jupyter_book")
+    root = tiny_book(tmp_path, {"a": "pass"})
+    if args[0] == "--book":  # the helper passes --book
+        args, root = [], Path(args[1])
+    code, out = execute_chapters(root, *args)
+    assert code == 2 and message in out, out

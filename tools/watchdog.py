@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import psutil
 
 CHAPTER = re.compile(r"(chapters/[\w.-]+?)\.(?:md|ipynb)")
-EXECUTING = re.compile(r"(chapters/[\w.-]+?)\.md: Executing notebook")
+EXECUTING = re.compile(r"(chapters/[\w.-]+?)\.md: Executing notebook(?! failed)")
 EXECUTED = re.compile(r"(chapters/[\w.-]+?)\.md: Executed notebook in ([\d.]+) seconds")
 FAILED = re.compile(r"(chapters/[\w.-]+?)\.md: .*Executing notebook failed"
                     r"|FAILED (chapters/[\w.-]+?)\.ipynb")
