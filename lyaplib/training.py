@@ -299,9 +299,15 @@ def train_population(task: Task, configs: Sequence[RunConfig], *,
         bar.update()
         record()
 
-    record()
-    with tqdm(total=steps, desc="training steps", disable=not progress, leave=False) as bar:
-        _fit(step, plan, after_step=after_step)
+    # Training noise (NoisyRNN) and dropout draw from the global generator, which a fresh
+    # process seeds at random: seeded here, as train() seeds it, so that a population
+    # trains the same in every process.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(first.seed)
+        record()
+        with tqdm(total=steps, desc="training steps", disable=not progress,
+                  leave=False) as bar:
+            _fit(step, plan, after_step=after_step)
     rows = []
     for i, config in enumerate(configs):
         row = {**asdict(config), "run_id": config.run_id, "val_loss": float(losses_at[1.0][i]),
