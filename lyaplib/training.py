@@ -14,6 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -241,8 +242,7 @@ def train(model: nn.Module, task: Task, config: RunConfig, *,
         if epoch in keep_epochs:  # a copy of the checkpoint just written
             atomic_write(snapshot_path(path, epoch), lambda f: f.write(path.read_bytes()))
 
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
+    with _seeded(config.seed, device):
         if path is not None and path.is_file():
             start, history = _load_checkpoint(path, model, optimizer)
         if start == 0 and tracker is not None and tracker.wants(0):
@@ -299,11 +299,7 @@ def train_population(task: Task, configs: Sequence[RunConfig], *,
         bar.update()
         record()
 
-    # Training noise (NoisyRNN) and dropout draw from the global generator, which a fresh
-    # process seeds at random: seeded here, as train() seeds it, so that a population
-    # trains the same in every process.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(first.seed)
+    with _seeded(first.seed, device):
         record()
         with tqdm(total=steps, desc="training steps", disable=not progress,
                   leave=False) as bar:
@@ -367,6 +363,18 @@ def spectrum_cost(task: Task, config: RunConfig, *, repeats: int = 7, iterations
         timings.append((le_seconds, train_seconds))
     le, it = np.array(timings[1:]).T
     return SpectrumCost(float(np.median(le)), float(np.median(it)), float(np.median(le / it)))
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """The global generators seeded with ``seed`` inside, the caller's restored after.
+
+    Training noise (NoisyRNN) and dropout draw from them, and a fresh process seeds them at
+    random: seeded, a run trains the same in every process.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def _train_step(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer,
