@@ -136,9 +136,11 @@ def execute_chapters(root: Path, *args: str, env: dict | None = None) -> tuple[i
 
 def cached_output(root: Path, chapter: str) -> str | None:
     """The text the cached run of ``chapter`` printed; None if it is not cached."""
+    import yaml
     from jupyter_cache import get_cache
     tool = load_tool("execute_chapters")
-    notebook = tool.read_notebook(root / "chapters" / f"{chapter}.md", root)
+    md_config = tool.markdown_config(yaml.safe_load((root / "_config.yml").read_text()))
+    notebook = tool.read_notebook(root / "chapters" / f"{chapter}.md", md_config)
     cache = get_cache(root / "_build" / ".jupyter_cache")
     try:
         record = cache.match_cache_notebook(notebook)

@@ -47,23 +47,24 @@ def toc_files(root: Path) -> list[Path]:
     return [root / f"{name}.md" for name in names]
 
 
-def read_notebook(path: Path, root: Path):
+def markdown_config(config: dict) -> MdParserConfig:
+    """The MyST parser settings of the book's ``_config.yml`` (its contents)."""
+    return MdParserConfig(
+        enable_extensions=set(config.get("parse", {}).get("myst_enable_extensions", [])))
+
+
+def read_notebook(path: Path, md_config: MdParserConfig):
     """``path`` as myst-nb reads it for the build, so that the cache key (the code cells
     with their metadata, and the kernelspec) is the one the build looks up; None if the
     file is plain Markdown, not a notebook."""
-    config = yaml.safe_load((root / "_config.yml").read_text())
-    md_config = MdParserConfig(
-        enable_extensions=set(config.get("parse", {}).get("myst_enable_extensions", [])))
     text = path.read_text()
     reader = create_nb_reader(str(path), md_config, NbParserConfig(), text)
     return None if reader is None else reader.read(text)
 
 
-def execute(path: Path, root: Path, timeout: int):
-    """Run one chapter in a fresh kernel (in a worker process): (notebook, seconds, error)."""
-    notebook = read_notebook(path, root)
-    result = single_nb_execution(notebook, cwd=str(path.parent), timeout=timeout,
-                                 allow_errors=False)
+def execute(notebook, cwd: Path, timeout: int):
+    """Run one notebook in a fresh kernel (in a worker process): (notebook, seconds, error)."""
+    result = single_nb_execution(notebook, cwd=str(cwd), timeout=timeout, allow_errors=False)
     return notebook, result.time, result.exc_string if result.err is not None else None
 
 
@@ -86,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         parser.error(f"no such chapter: {', '.join(missing)}")
-    notebooks = {p: nb for p in paths if (nb := read_notebook(p, root)) is not None}
     config = yaml.safe_load((root / "_config.yml").read_text())
+    md_config = markdown_config(config)
+    notebooks = {p: nb for p in paths if (nb := read_notebook(p, md_config)) is not None}
     timeout = int(config.get("execute", {}).get("timeout", 900))
     scale = os.environ.get("LYAPLIB_SCALE", "").strip().lower() or "book"  # as lyaplib.scale
     durations = root / DURATIONS
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in order:
             print(f"{name(path, root)}.md: Executing notebook ({args.jobs} at a time)",
                   flush=True)
-            running[pool.submit(execute, path, root, timeout)] = path
+            running[pool.submit(execute, notebooks[path], path.parent, timeout)] = path
             if len(running) == args.jobs:
                 failed += collect(running, cache, seconds, root)
         while running:
