@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import torch
@@ -126,7 +127,6 @@ class LyapunovResult:
                 f"{self.unit}/step: [{shown}{more}])")
 
 
-@torch.no_grad()  # the tangent map is propagated explicitly; no autograd graph over T steps
 def lyapunov_spectrum(
     cell: Cell,
     inputs: Tensor | int,
@@ -140,6 +140,8 @@ def lyapunov_spectrum(
     method: str = "householder",
     keep_trace: bool = False,
     progress: bool = False,
+    differentiable: bool = False,
+    grad_window: int | None = None,
 ) -> LyapunovResult:
     """Estimate the k largest Lyapunov exponents of ``cell`` along its trajectories.
 
@@ -167,6 +169,16 @@ def lyapunov_spectrum(
         method: orthonormalisation method, see ``lyaplib.orthonormalize.METHODS``.
         keep_trace: record the running estimate after each orthonormalisation.
         progress: show a tqdm progress bar over time steps.
+        differentiable: return exponents that carry gradients with respect to the cell's
+            parameters (and ``h0``, when it requires grad and ``warmup`` is 0), through the
+            analytic tangents and the QR factorisations (``method="householder"``). The
+            default runs without an autograd graph. The graph holds every step's state and
+            Q: memory O(T D k) for T differentiated steps. The warm-up is never
+            differentiated (its state and Q enter detached). The cell must already be in
+            the engine's dtype and device, since a cast would copy it.
+        grad_window: with ``differentiable``, only the last ``grad_window`` steps carry
+            gradients (memory O(grad_window D k)); the steps before them still count in
+            the exponents' values. Default: all T - warmup steps.
 
     Returns:
         A :class:`LyapunovResult`.
@@ -188,12 +200,22 @@ def lyapunov_spectrum(
     check_real_with_data(cell, inputs, h0, Q0)
     dtype, device = dtype_and_device(cell, inputs, h0, dtype)
     warn_if_training_with_dropout(cell)
+    if differentiable and cast(cell, dtype, device) is not cell:
+        raise LyapunovError(
+            f"differentiable=True needs the cell's parameters in the engine's dtype and device "
+            f"({dtype} on {device}): a cast would analyse a copy, and no gradient would reach "
+            f"the cell. Move the cell first (cell.to({dtype}))")
     cell = cast(cell, dtype, device)
 
     xs, T, B = check_inputs(inputs, h0, dtype, device)
     check_input_width(cell, xs)
     if warmup >= T:
         raise LyapunovError(f"warmup must be smaller than the number of steps T={T}, got {warmup}")
+    if grad_window is not None:
+        grad_window = int_at_least(grad_window, 1, "grad_window")
+        if not differentiable:
+            raise LyapunovError("grad_window applies to differentiable=True only")
+    first_tracked = T if not differentiable else max(warmup, T - (grad_window or T))
     state = check_h0(h0, cell, B, getattr(cell, "state_dim", dim), dtype, device)
     Q = check_Q0(Q0, k, B, dim, dtype, device)
     k = Q.shape[-1]
@@ -207,39 +229,55 @@ def lyapunov_spectrum(
     zero_tangent = torch.full((B,), -1, dtype=torch.long, device=device)  # R_ii = 0 exactly
     trace, trace_steps = [], []
     steps = tqdm(range(T), desc="Lyapunov spectrum", unit="step") if progress else range(T)
-    for t in steps:
-        x = None if xs is None else xs[:, t]
-        if t == 0:  # the cell's outputs are checked once, naming the culprit
-            state, Q = first_tangent(cell, state, x, Q)
-        else:
-            state, Q = cell.tangent(state, x, Q)
-        _mark(bad_state, t, ~torch.isfinite(state).all(dim=-1))
-        start = 0 if t < warmup else warmup
-        if (t + 1 - start) % ortho_every == 0 or t + 1 in (warmup, T):
-            Q, r = ortho(Q)
-            lr = r.to(torch.float64).log()
-            _mark(bad_tangent, t, ~torch.isfinite(lr).all(dim=-1))
-            _mark(zero_tangent, t, (r == 0).any(dim=-1))
-            if t >= warmup:
-                log_r += lr
-                if keep_trace:
-                    trace.append(log_r / (t + 1 - warmup))
-                    trace_steps.append(t + 1 - warmup)
-        if (t + 1) % _CHECK_EVERY == 0:
-            _raise_if_bad(bad_state, bad_tangent, zero_tangent, k)
+    # without differentiable, no autograd graph over the T steps: the tangent map is
+    # propagated explicitly
+    with nullcontext() if differentiable else torch.no_grad():
+        for t in steps:
+            x = None if xs is None else xs[:, t]
+            if t == first_tracked and t > 0:  # the graph starts here
+                state, Q = state.detach(), Q.detach()
+            with torch.set_grad_enabled(t >= first_tracked) if differentiable else nullcontext():
+                state, Q, log_r = _step(cell, state, x, Q, log_r, t, warmup, T, ortho_every,
+                                        ortho, bad_state, bad_tangent, zero_tangent, trace,
+                                        trace_steps, keep_trace)
+            if (t + 1) % _CHECK_EVERY == 0:
+                _raise_if_bad(bad_state, bad_tangent, zero_tangent, k)
     _raise_if_bad(bad_state, bad_tangent, zero_tangent, k)
 
     per_sequence = log_r / (T - warmup)
-    _warn_if_imprecise(per_sequence.mean(0), dtype, ortho_every)
+    _warn_if_imprecise(per_sequence.detach().mean(0), dtype, ortho_every)
     return LyapunovResult(
         per_sequence=per_sequence,
         steps=T - warmup,
         dim=dim,
-        state=state,
-        Q=Q,
-        trace_per_sequence=torch.stack(trace) if keep_trace else None,
+        state=state.detach(),
+        Q=Q.detach(),
+        trace_per_sequence=torch.stack(trace).detach() if keep_trace else None,
         trace_steps=torch.tensor(trace_steps) if keep_trace else None,
     )
+
+
+def _step(cell, state, x, Q, log_r, t, warmup, T, ortho_every, ortho, bad_state, bad_tangent,
+          zero_tangent, trace, trace_steps, keep_trace):
+    """One step of the QR algorithm: advance the state and Q, orthonormalise when due, and
+    accumulate log R_ii after the warm-up. Returns (state, Q, log_r)."""
+    if t == 0:  # the cell's outputs are checked once, naming the culprit
+        state, Q = first_tangent(cell, state, x, Q)
+    else:
+        state, Q = cell.tangent(state, x, Q)
+    _mark(bad_state, t, ~torch.isfinite(state).all(dim=-1))
+    start = 0 if t < warmup else warmup
+    if (t + 1 - start) % ortho_every == 0 or t + 1 in (warmup, T):
+        Q, r = ortho(Q)
+        lr = r.to(torch.float64).log()
+        _mark(bad_tangent, t, ~torch.isfinite(lr).all(dim=-1))
+        _mark(zero_tangent, t, (r == 0).any(dim=-1))
+        if t >= warmup:
+            log_r = log_r + lr  # not in place: log_r may be part of the autograd graph
+            if keep_trace:
+                trace.append(log_r / (t + 1 - warmup))
+                trace_steps.append(t + 1 - warmup)
+    return state, Q, log_r
 
 
 def _warn_if_imprecise(exponents: Tensor, dtype: torch.dtype, ortho_every: int) -> None:
