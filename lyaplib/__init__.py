@@ -5,6 +5,7 @@ The engine is :func:`lyapunov_spectrum`, which takes any :class:`Cell`. The modu
 * ``cells``: dynamical systems with analytic tangents (maps, RNNs, LSTM/GRU, the zoo);
 * ``models``: trainable models and the registry of architectures, ``ARCHITECTURES``;
 * ``tasks``, ``training``, ``sweeps``, ``population``, ``force``: the experiments;
+* ``flossing``: pushing exponents towards a target while training (gradient flossing);
 * ``testing``: :func:`~lyaplib.testing.check_tangent` for your own cells;
 * ``aelle``, ``perturbations``, ``fractional``, ``stats``: analyses of spectra and runs;
 * ``data``, ``scale``, ``plotting``, ``widgets``, ``benchmark``, ``claims``: the book's tools.
@@ -20,7 +21,7 @@ from .spectrum import LyapunovError, LyapunovResult, LyapunovWarning, lyapunov_s
 __version__ = "0.1.0"
 
 # loaded on first use, so that ``import lyaplib`` stays light (no matplotlib, no data)
-_SUBMODULES = ("aelle", "benchmark", "claims", "data", "force", "fractional", "models",
+_SUBMODULES = ("aelle", "benchmark", "claims", "data", "flossing", "force", "fractional", "models",
                "perturbations", "plotting", "population", "sweeps", "tasks", "testing",
                "training", "widgets")
 

@@ -276,3 +276,17 @@ class RecurrentClassifier(nn.Module):
     def cell(self, jacobian: JacobianConvention = "full") -> cells.Cell:
         """The recurrent part as a Cell sharing this model's weights."""
         return self.spec.as_cell(self.recurrent, jacobian)
+
+
+class RecurrentTagger(RecurrentClassifier):
+    """A :class:`RecurrentClassifier` read out at every step: x (B, T, I) -> logits
+    (B, T, classes), for tasks with a target at each step (delayed copy and XOR)."""
+
+    def forward(self, x: Tensor, state=None, *, stepwise: bool = False):
+        """x (B, T, I) -> (logits (B, T, classes), final state); ``stepwise`` as in
+        :meth:`RecurrentClassifier.forward` (vmappable over a population)."""
+        if self.spec.fused and not stepwise:
+            h, state = self.recurrent(x, state)
+            return self.readout(h), state
+        states = self.trajectory(x, state)
+        return self.readout(states[..., : self.hidden_size]), states[:, -1]

@@ -135,9 +135,11 @@ class Population(nn.Module):
         module.load_state_dict(state, assign=True)  # the population's dtype and device
         return module
 
-    def cell(self, make_cell, dtype: torch.dtype | None = None) -> PopulationCell:
-        """All P networks' recurrent dynamics as one Cell; ``make_cell(model) -> Cell``."""
-        return PopulationCell(self, make_cell, dtype)
+    def cell(self, make_cell, dtype: torch.dtype | None = None, *,
+             differentiable: bool = False) -> PopulationCell:
+        """All P networks' recurrent dynamics as one Cell; ``make_cell(model) -> Cell``.
+        With ``differentiable`` its weights are the population's live parameters."""
+        return PopulationCell(self, make_cell, dtype, differentiable=differentiable)
 
     def spectra(self, make_cell, inputs: Tensor, **engine_kwargs) -> tuple[Tensor, LyapunovResult]:
         """(P, k) mean spectra of all networks driven by the same ``inputs`` (B, T, I),
@@ -162,9 +164,15 @@ class _Call(nn.Module):
 
 
 class PopulationCell(CellModule):
-    """P networks' cells as one Cell: state rows are P blocks of B sequences."""
+    """P networks' cells as one Cell: state rows are P blocks of B sequences.
 
-    def __init__(self, population: Population, make_cell, dtype: torch.dtype | None = None):
+    Its weights are detached copies of the population's (in ``dtype``), or with
+    ``differentiable`` the population's parameters themselves, so that
+    ``lyapunov_spectrum(..., differentiable=True)`` reaches them.
+    """
+
+    def __init__(self, population: Population, make_cell, dtype: torch.dtype | None = None,
+                 *, differentiable: bool = False):
         super().__init__()
         template = population.model(0)
         probe = make_cell(template)
@@ -174,7 +182,13 @@ class PopulationCell(CellModule):
         # kept out of the module tree: its meta-device weights are never used, only
         # swapped for the stacked ones by functional_call
         self.__dict__["call"] = _Call(copy.deepcopy(template).to("meta"), make_cell)
+        if differentiable and dtype not in (None, population.lrs.dtype):
+            raise ValueError(f"dtype: a differentiable population cell keeps the population's "
+                             f"{population.lrs.dtype}, got {dtype}")
+
         def cast(t: Tensor) -> Tensor:
+            if differentiable:
+                return t
             return t.detach().to(dtype) if dtype and t.is_floating_point() else t.detach()
 
         self.weights = {f"model.{n}": cast(p) for n, p in population.stacked().items()}

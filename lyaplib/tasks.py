@@ -1,7 +1,8 @@
 """The tasks of the book's experiments: what to learn, from which data, with which loss.
 
 A task (``CharTask`` for War and Peace, ``MocapTask`` for CMU Mocap,
-``SequenceClassificationTask`` for sequential MNIST) satisfies the :class:`Task`
+``SequenceClassificationTask`` for sequential MNIST, ``DelayedBitsTask`` for the delayed
+copy and XOR of gradient flossing) satisfies the :class:`Task`
 protocol: it yields batches, computes its loss, builds the model for a
 :class:`~lyaplib.training.RunConfig` and supplies the held-out inputs that drive the
 spectrum. :mod:`lyaplib.training` trains on any of them.
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import Corpus, MnistData, MocapData, as_sequences
-from .models import LSTMPredictor, RecurrentClassifier
+from .models import LSTMPredictor, RecurrentClassifier, RecurrentTagger
 from .perturbations import Perturbation
 
 if TYPE_CHECKING:
@@ -180,3 +181,77 @@ class SequenceClassificationTask(Task):
             total += len(y)
         model.train(was_training)
         return correct / total
+
+
+class DelayedBitsTask(Task):
+    """Delayed copy or XOR of random bits, a target at every step (Engelken 2023).
+
+    Inputs are Bernoulli(1/2) bits s_t; the target is y_t = s_{t-d} ("copy") or
+    y_t = s_{t-d} XOR s_{t-2d} ("xor"). Steps before the first defined target (t < d, or
+    t < 2d) are not scored: their targets are -1. Loss: binary cross-entropy of the logits
+    (B, T, 1) on the scored steps. There is no data set: every batch is fresh, drawn from
+    ``generator``, and "train", "val" and "test" differ only in the generator.
+
+    Args:
+        kind: "copy" or "xor".  delay: d >= 1.  length: T, the steps per sequence
+            (T > d for copy, T > 2d for XOR).  scale: the input bits are 0 or ``scale``.
+    """
+
+    KINDS = ("copy", "xor")
+
+    def __init__(self, kind: str = "xor", delay: int = 10, length: int = 300, *,
+                 scale: float = 1.0):
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}, got {kind!r}")
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
+            raise ValueError(f"delay must be an int >= 1, got {delay!r}")
+        self.kind, self.delay, self.length, self.scale = kind, delay, length, float(scale)
+        self.first_scored = delay * (2 if kind == "xor" else 1)
+        if not isinstance(length, int) or length <= self.first_scored:
+            raise ValueError(f"length must be an int > {self.first_scored} for {kind} with "
+                             f"delay {delay} (the first scored step), got {length!r}")
+        self.input_size = self.output_size = 1
+        self.val_split = "val"
+
+    def sample(self, batch: int, generator: torch.Generator | None = None
+               ) -> tuple[Tensor, Tensor]:
+        """(inputs (B, T, 1), targets (B, T) in {0, 1}, -1 where not scored)."""
+        bits = torch.randint(0, 2, (batch, self.length), generator=generator)
+        d = self.delay
+        target = torch.full((batch, self.length), -1.0)
+        if self.kind == "copy":
+            target[:, d:] = bits[:, :-d]
+        else:
+            target[:, 2 * d:] = (bits[:, d:-d] ^ bits[:, : -2 * d]).float()
+        return self.scale * bits.unsqueeze(-1).float(), target
+
+    def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None,
+                max_batches: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """``max_batches`` fresh batches (one if None)."""
+        for _ in range(1 if max_batches is None else max_batches):
+            yield self.sample(batch_size, generator)
+
+    def loss(self, out: Tensor, target: Tensor) -> Tensor:
+        """Mean binary cross-entropy (nats) of logits (B, T, 1) over the scored steps."""
+        scored = target >= 0
+        per_step = nn.functional.binary_cross_entropy_with_logits(
+            out.squeeze(-1), target.clamp(min=0).to(out.dtype), reduction="none")
+        return (per_step * scored).sum() / scored.sum()
+
+    @staticmethod
+    def accuracy(out: Tensor, target: Tensor) -> Tensor:
+        """Fraction of scored steps whose logit has the target's sign, over the last two
+        axes: logits (..., B, T, 1), targets (..., B, T) -> (...)."""
+        scored = target >= 0
+        right = ((out.squeeze(-1) > 0) == (target > 0.5)) & scored
+        return right.flatten(-2).sum(-1) / scored.flatten(-2).sum(-1)
+
+    def make_model(self, config: RunConfig) -> RecurrentTagger:
+        """A :class:`~lyaplib.models.RecurrentTagger` (one logit per step)."""
+        return RecurrentTagger(config.architecture, 1, config.hidden_size, 1,
+                               init=config.init, **config.options)
+
+    def lyapunov_inputs(self, count: int = 10, length: int = 100) -> Tensor:
+        """(count, length, 1) random bits (from a fixed seed)."""
+        bits = torch.randint(0, 2, (count, length, 1), generator=torch.Generator().manual_seed(0))
+        return self.scale * bits.float()
