@@ -40,7 +40,8 @@ class Flosser:
 
     Args:
         model: a model with ``.recurrent`` (the flossed parameters) and ``.cell(jacobian)``,
-            or a :class:`Population` of such models (each network flossed on its own loss).
+            or a :class:`~lyaplib.population.Population` of such models (each network
+            flossed on its own loss).
         k: how many of the largest exponents to push (1 <= k <= D).
         target: the exponents' target (0: neither exploding nor vanishing).
         length: steps of the trajectory that estimates the exponents, warm-up included.
@@ -131,7 +132,8 @@ class FlossingHistory:
 
     ``loss``: (epochs, P) training loss per epoch;  ``accuracy``: (n, P) test accuracy at
     ``accuracy_epochs``;  ``flossing``: the flossing losses of each phase, by the epoch it
-    preceded;  ``seconds_training`` and ``seconds_flossing``: wall time of each part.
+    preceded;  ``seconds_training`` and ``seconds_flossing``: host wall time of each part
+    (on a GPU, queued work is counted where the host waits for it).
     """
 
     loss: Tensor
@@ -155,10 +157,13 @@ def train_flossed(model: nn.Module | Population, tasks: DelayedBitsTask | Sequen
                   ) -> FlossingHistory:
     """Train on a delayed-bits task with Adam, flossing on ``schedule`` (None: never).
 
-    Each epoch is one batch of fresh sequences (as in Engelken's code). ``model`` is one
-    network (``tasks`` one task) or a :class:`Population` (``tasks`` one per network, so
-    that networks of different delays train side by side; its own Adam learning rates and
-    clipping apply, and ``lr``/``clip`` are ignored). Gradients are clipped to norm ``clip``
+    Each epoch is one batch of fresh sequences (as in Engelken's code). The training
+    batches, the flossing inputs and the test sets come from three generators seeded from
+    ``generator``, so that a run with flossing and one without see the same training and
+    test data (a paired comparison). ``model`` is one network (``tasks`` one task) or a
+    :class:`~lyaplib.population.Population` (``tasks`` one per network, so that networks
+    of different delays train side by side; its own Adam learning rates and clipping
+    apply, and ``lr``/``clip`` are ignored). Gradients are clipped to norm ``clip``
     per network. Test accuracy (fresh sequences, scored steps only) is recorded every
     ``eval_every`` epochs and after the last.
     """
@@ -174,11 +179,13 @@ def train_flossed(model: nn.Module | Population, tasks: DelayedBitsTask | Sequen
     flosser = schedule.flosser(model) if schedule else None
     history = FlossingHistory(loss=torch.zeros(epochs, P), accuracy=torch.zeros(0, P),
                               accuracy_epochs=[])
-    accuracies = []
+    seeds = torch.randint(2**62, (3,), generator=generator).tolist()
+    data, floss_data, test_data = (torch.Generator().manual_seed(s) for s in seeds)
+    losses, accuracies = [], []  # kept on the device: no host sync per epoch
 
     def floss(epoch: int, steps: int) -> None:
         start = time.perf_counter()
-        history.flossing[epoch] = flosser.run(tasks[0], steps, generator=generator)
+        history.flossing[epoch] = flosser.run(tasks[0], steps, generator=floss_data)
         history.seconds_flossing += time.perf_counter() - start
 
     for epoch in tqdm(range(epochs), desc="training", disable=not progress):
@@ -187,9 +194,9 @@ def train_flossed(model: nn.Module | Population, tasks: DelayedBitsTask | Sequen
         elif flosser is not None and epoch in schedule.at:
             floss(epoch, schedule.steps)
         start = time.perf_counter()
-        x, y = _draw(tasks, batch_size, generator, parameters[0])
+        x, y = _draw(tasks, batch_size, data, parameters[0])
         if population:
-            losses = model.train_step(tasks[0].loss, x, y, per_network=True)
+            losses.append(model.train_step(tasks[0].loss, x, y, per_network=True))
         else:
             out, _ = model(x[0])
             loss = tasks[0].loss(out, y[0])
@@ -198,12 +205,12 @@ def train_flossed(model: nn.Module | Population, tasks: DelayedBitsTask | Sequen
             if clip is not None:
                 nn.utils.clip_grad_norm_(parameters, clip)
             optimizer.step()
-            losses = loss.detach().view(1)
-        history.loss[epoch] = losses.cpu()
+            losses.append(loss.detach().view(1))
         history.seconds_training += time.perf_counter() - start
         if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
-            accuracies.append(accuracy(model, tasks, eval_batch, generator))
+            accuracies.append(accuracy(model, tasks, eval_batch, test_data))
             history.accuracy_epochs.append(epoch + 1)
+    history.loss = torch.stack(losses).cpu()
     history.accuracy = torch.stack(accuracies)
     return history
 
