@@ -49,13 +49,25 @@ class Flosser:
             without gradients).
         lr: Adam's learning rate.  batch: trajectories averaged per estimate.
         jacobian: "full" or "hidden", for architectures with a cell state (LSTM).
+        only: for a population, a (P,) boolean mask of the networks to floss (default
+            all). The others get zero gradients, which leave them exactly unchanged
+            (their Adam moments stay 0), so that flossed and unflossed networks can
+            train side by side in one population.
     """
 
     def __init__(self, model: nn.Module | Population, k: int, *, target: float = 0.0,
                  length: int = 55, warmup: int = 16, lr: float = 1e-3, batch: int = 1,
-                 jacobian: str = "full"):
+                 jacobian: str = "full", only: Sequence[bool] | Tensor | None = None):
         if not 0 <= warmup < length:
             raise ValueError(f"warmup must be in [0, length = {length}), got {warmup}")
+        self.only = None
+        if only is not None:
+            P = model.P if isinstance(model, Population) else None
+            self.only = torch.as_tensor(only, dtype=torch.bool)
+            if P is None or self.only.shape != (P,):
+                raise ValueError(f"only must be a (P,) mask for a population of P networks, "
+                                 f"got shape {tuple(self.only.shape)} for "
+                                 f"{'a single network' if P is None else f'P = {P}'}")
         self.model, self.k, self.target = model, k, float(target)
         self.length, self.warmup, self.batch, self.jacobian = length, warmup, batch, jacobian
         if isinstance(model, Population):
@@ -85,8 +97,9 @@ class Flosser:
     def step(self, inputs: Tensor) -> Tensor:
         """One Adam step on the flossing loss; returns the loss before it, () or (P,)."""
         losses = flossing_loss(self.exponents(inputs), self.target)
+        total = losses if self.only is None else losses * self.only.to(losses.device)
         self.optimizer.zero_grad(set_to_none=True)
-        grads = torch.autograd.grad(losses.sum(), self.parameters)  # per network: sum
+        grads = torch.autograd.grad(total.sum(), self.parameters)  # per network: sum
         for p, g in zip(self.parameters, grads, strict=True):
             p.grad = g
         self.optimizer.step()
@@ -121,9 +134,11 @@ class FlossingSchedule:
     target: float = 0.0
     jacobian: str = "full"
 
-    def flosser(self, model: nn.Module | Population) -> Flosser:
+    def flosser(self, model: nn.Module | Population,
+                only: Sequence[bool] | Tensor | None = None) -> Flosser:
+        """A :class:`Flosser` of ``model`` with these settings (``only``: see there)."""
         return Flosser(model, self.k, target=self.target, length=self.length,
-                       warmup=self.warmup, lr=self.lr, jacobian=self.jacobian)
+                       warmup=self.warmup, lr=self.lr, jacobian=self.jacobian, only=only)
 
 
 @dataclass
@@ -149,9 +164,11 @@ class FlossingHistory:
         return self.accuracy[-1]
 
 
-def train_flossed(model: nn.Module | Population, tasks: DelayedBitsTask | Sequence[DelayedBitsTask],
-                  *, epochs: int, schedule: FlossingSchedule | None = None,
-                  batch_size: int = 16, lr: float = 1e-3, clip: float | None = 0.03,
+def train_flossed(model: nn.Module | Population,
+                  tasks: DelayedBitsTask | Sequence[DelayedBitsTask], *, epochs: int,
+                  schedule: FlossingSchedule | None = None,
+                  flossed: Sequence[bool] | Tensor | None = None, batch_size: int = 16,
+                  lr: float = 1e-3, clip: float | None = 0.03,
                   eval_every: int = 50, eval_batch: int = 128,
                   generator: torch.Generator | None = None, progress: bool = False
                   ) -> FlossingHistory:
@@ -160,7 +177,10 @@ def train_flossed(model: nn.Module | Population, tasks: DelayedBitsTask | Sequen
     Each epoch is one batch of fresh sequences (as in Engelken's code). The training
     batches, the flossing inputs and the test sets come from three generators seeded from
     ``generator``, so that a run with flossing and one without see the same training and
-    test data (a paired comparison). ``model`` is one network (``tasks`` one task) or a
+    test data (a paired comparison). Every network of a population sees the same input
+    bits, each with the targets of its own task. ``flossed``: for a population, which
+    networks the schedule flosses (default all), so that networks with and without
+    flossing train side by side. ``model`` is one network (``tasks`` one task) or a
     :class:`~lyaplib.population.Population` (``tasks`` one per network, so that networks
     of different delays train side by side; its own Adam learning rates and clipping
     apply, and ``lr``/``clip`` are ignored). Gradients are clipped to norm ``clip``
@@ -172,11 +192,12 @@ def train_flossed(model: nn.Module | Population, tasks: DelayedBitsTask | Sequen
     P = model.P if population else 1
     if len(tasks) != P:
         raise ValueError(f"tasks: need one task per network ({P}), got {len(tasks)}")
-    if len({(t.length, t.input_size) for t in tasks}) != 1:
-        raise ValueError("tasks must share one sequence length (networks run side by side)")
+    if len({(t.length, t.scale) for t in tasks}) != 1:
+        raise ValueError("tasks must share one sequence length and input scale (networks "
+                         "run side by side on the same inputs)")
     parameters = list(model.parameters())
     optimizer = None if population else torch.optim.Adam(parameters, lr=lr)
-    flosser = schedule.flosser(model) if schedule else None
+    flosser = schedule.flosser(model, flossed) if schedule else None
     history = FlossingHistory(loss=torch.zeros(epochs, P), accuracy=torch.zeros(0, P),
                               accuracy_epochs=[])
     seeds = torch.randint(2**62, (3,), generator=generator).tolist()
@@ -226,6 +247,8 @@ def accuracy(model: nn.Module | Population, tasks: Sequence[DelayedBitsTask], si
 
 def _draw(tasks: Sequence[DelayedBitsTask], size: int, generator: torch.Generator | None,
           like: Tensor) -> tuple[Tensor, Tensor]:
-    """One batch of each task, stacked: inputs (P, B, T, 1), targets (P, B, T)."""
-    xs, ys = zip(*(t.sample(size, generator) for t in tasks), strict=True)
-    return torch.stack(xs).to(like), torch.stack(ys).to(like)
+    """One batch of bits for every task: inputs (P, B, T, 1) (the same for all), and each
+    task's targets (P, B, T)."""
+    bits = torch.randint(0, 2, (size, tasks[0].length), generator=generator)
+    x = tasks[0].inputs(bits).expand(len(tasks), -1, -1, -1)
+    return x.to(like), torch.stack([t.targets(bits) for t in tasks]).to(like)

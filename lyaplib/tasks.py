@@ -217,13 +217,21 @@ class DelayedBitsTask(Task):
                ) -> tuple[Tensor, Tensor]:
         """(inputs (B, T, 1), targets (B, T) in {0, 1}, -1 where not scored)."""
         bits = torch.randint(0, 2, (batch, self.length), generator=generator)
+        return self.inputs(bits), self.targets(bits)
+
+    def inputs(self, bits: Tensor) -> Tensor:
+        """The network's inputs (B, T, 1) for bits (B, T) of 0 and 1."""
+        return self.scale * bits.unsqueeze(-1).float()
+
+    def targets(self, bits: Tensor) -> Tensor:
+        """The targets (B, T) for bits (B, T): -1 before the first scored step."""
         d = self.delay
-        target = torch.full((batch, self.length), -1.0)
+        target = torch.full(bits.shape, -1.0, device=bits.device)
         if self.kind == "copy":
             target[:, d:] = bits[:, :-d]
         else:
             target[:, 2 * d:] = (bits[:, d:-d] ^ bits[:, : -2 * d]).float()
-        return self.scale * bits.unsqueeze(-1).float(), target
+        return target
 
     def batches(self, split: str, batch_size: int, generator: torch.Generator | None = None,
                 max_batches: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:

@@ -103,6 +103,45 @@ def test_population_flossing_equals_flossing_each_network():
             assert torch.allclose(population.stacked()[name][i], p, atol=1e-6), name
 
 
+def test_flossing_only_some_networks_of_a_population():
+    models = [_tagger(seed) for seed in range(3)]
+    population = Population(copy.deepcopy(models), [1e-3] * 3, forward_kwargs={"stepwise": True})
+    before = {n: p.detach().clone() for n, p in population.stacked().items()}
+    task = DelayedBitsTask("xor", 3, 60)
+    Flosser(population, k=5, only=[True, False, True]).run(
+        task, 4, generator=torch.Generator().manual_seed(1))
+    for name, p in population.stacked().items():
+        assert torch.equal(p[1], before[name][1]), name  # exactly untouched
+    alone = copy.deepcopy(models[2])
+    Flosser(alone, k=5).run(task, 4, generator=torch.Generator().manual_seed(1))
+    for name, p in alone.named_parameters():
+        assert torch.allclose(population.stacked()[name][2], p, atol=1e-6), name
+    with pytest.raises(ValueError, match=r"only must be a \(P,\) mask"):
+        Flosser(population, k=5, only=[True, False])
+    with pytest.raises(ValueError, match="only must be a"):
+        Flosser(models[0], k=5, only=[True])
+
+
+def test_unflossed_networks_of_a_mixed_population_train_as_without_flossing():
+    """Side by side in one population, a network that is not flossed trains exactly as
+    in a population without flossing: same inputs, same updates."""
+    def population():
+        return Population([_tagger(0, N=8), _tagger(0, N=8)], [1e-2] * 2,
+                          forward_kwargs={"stepwise": True})
+    tasks = [DelayedBitsTask("xor", 2, 40)] * 2
+    schedule = FlossingSchedule(k=3, before=3, at=(2,), steps=2, length=30, warmup=5)
+    mixed, plain = population(), population()
+    h_mixed = train_flossed(mixed, tasks, epochs=4, schedule=schedule, flossed=[True, False],
+                            generator=torch.Generator().manual_seed(0))
+    h_plain = train_flossed(plain, tasks, epochs=4, generator=torch.Generator().manual_seed(0))
+    for name, p in plain.stacked().items():
+        assert torch.allclose(mixed.stacked()[name][1], p[1], atol=1e-6), name
+        assert torch.equal(p[0], p[1]), name  # identical twins without flossing
+    assert not torch.allclose(mixed.stacked()["recurrent.weight_hh_l0"][0],
+                              plain.stacked()["recurrent.weight_hh_l0"][0])
+    assert torch.allclose(h_mixed.loss[:, 1], h_plain.loss[:, 1], atol=1e-6)
+
+
 def test_train_flossed_schedule_and_population_of_delays():
     models = [_tagger(seed, N=8) for seed in range(2)]
     population = Population(models, [1e-2] * 2, forward_kwargs={"stepwise": True})
@@ -134,7 +173,7 @@ def test_train_flossed_bad_arguments():
                             forward_kwargs={"stepwise": True})
     with pytest.raises(ValueError, match="one task per network"):
         train_flossed(population, [DelayedBitsTask()], epochs=1)
-    with pytest.raises(ValueError, match="share one sequence length"):
+    with pytest.raises(ValueError, match="share one sequence length and input scale"):
         train_flossed(population, [DelayedBitsTask(length=50), DelayedBitsTask(length=60)],
                       epochs=1)
     with pytest.raises(ValueError, match="differentiable population cell"):
