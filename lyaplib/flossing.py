@@ -86,11 +86,8 @@ class Flosser:
             return model.cell(self.jacobian)
 
         if isinstance(self.model, Population):
-            P, B = self.model.P, inputs.shape[0]
-            cell = self.model.cell(make_cell, differentiable=True)
-            result = lyapunov_spectrum(cell, inputs.repeat(P, 1, 1), k=self.k,
-                                       warmup=self.warmup, differentiable=True)
-            return result.per_sequence.view(P, B, -1).mean(1)
+            return self.model.spectra(make_cell, inputs, k=self.k, warmup=self.warmup,
+                                      differentiable=True)[0]
         return lyapunov_spectrum(make_cell(self.model), inputs, k=self.k, warmup=self.warmup,
                                  differentiable=True).exponents
 

@@ -143,9 +143,11 @@ class Population(nn.Module):
 
     def spectra(self, make_cell, inputs: Tensor, **engine_kwargs) -> tuple[Tensor, LyapunovResult]:
         """(P, k) mean spectra of all networks driven by the same ``inputs`` (B, T, I),
-        computed in one call of the engine (float64 unless ``dtype`` is given)."""
-        dtype = engine_kwargs.pop("dtype", torch.float64)
-        cell = self.cell(make_cell, dtype)
+        computed in one call of the engine (float64 unless ``dtype`` is given; with
+        ``differentiable=True``, in the population's dtype, with gradients to its parameters)."""
+        differentiable = engine_kwargs.get("differentiable", False)
+        dtype = engine_kwargs.pop("dtype", None if differentiable else torch.float64)
+        cell = self.cell(make_cell, dtype, differentiable=differentiable)
         B = inputs.shape[0]
         result = lyapunov_spectrum(cell, inputs.repeat(self.P, 1, 1), dtype=dtype,
                                    **engine_kwargs)
