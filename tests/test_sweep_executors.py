@@ -210,3 +210,37 @@ def test_the_chapters_executor_comes_from_the_environment(tmp_path, serial, clus
                             executor=sweeps.executor_from_env(), progress=False)
     assert same_results(rows) == serial
     assert os.getpid() not in {row["pid"] for row in rows}
+
+
+def always_die(config: training.RunConfig, checkpoint: Path) -> dict:
+    """Kills its worker (kill -9) on every attempt for seed 1, counting them (a line each in
+    ``.attempts`` beside the checkpoint); a short row otherwise."""
+    if config.seed == 1:
+        with checkpoint.with_suffix(".attempts").open("a") as attempts:
+            attempts.write(f"{os.getpid()}\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"lr": config.lr}
+
+
+def test_a_run_that_keeps_killing_its_worker_is_reported_not_retried_forever(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    import cloudpickle
+    import dask
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    # Dask itself gives up on a task after this many worker deaths (default 3); then the
+    # sweep resubmits it, `retries` times.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        store = sweeps.ResultStore(tmp_path / "results")
+        with pytest.raises(sweeps.SweepError) as failed:
+            sweeps.run_sweep(CONFIGS, always_die, store, executor=client.get_executor(),
+                             retries=1, progress=False)
+    assert list(failed.value.failures) == [CONFIGS[1].run_id]
+    assert "KilledWorker" in failed.value.failures[CONFIGS[1].run_id]
+    attempts = store.checkpoint(CONFIGS[1].run_id).with_suffix(".attempts").read_text()
+    assert len(attempts.split()) == 2  # 1 + retries, each one worker's death
+    assert sorted(row["lr"] for row in store.rows()) == sorted(
+        c.lr for c in CONFIGS if c.seed != 1)
