@@ -12,6 +12,11 @@ append is one transaction), and a process killed at any moment loses at most the
 was in: a row is either stored whole or not at all, and that run resumes from its last
 checkpoint. Because the checkpoints live inside the store, deleting the store's folder
 recomputes everything (a stale checkpoint can never be resumed into a new store).
+
+A sweep runs one configuration after another in this process, or hands them to any
+``concurrent.futures`` executor (``run_sweep(..., executor=...)``: a process pool, a Dask
+cluster, Slurm through submitit); the workers return rows, and the process that called
+``run_sweep`` stays the only writer of the store.
 """
 
 from __future__ import annotations
