@@ -34,7 +34,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads, serial")
     parser.add_argument("--runs", type=int, default=8)
     args = parser.parse_args()
-    import distributed  # the cluster extra: pip install "lyaplib[cluster]"
+    import dask  # the cluster extra: pip install "lyaplib[cluster]"
+    import distributed
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,7 +68,8 @@ def main() -> None:
         one, one_seconds = timed("serial-1-thread")
         torch.set_num_threads(threads)
         many, many_seconds = timed(f"serial-{threads}-threads")
-        with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
+        with dask.config.set(sweeps.DASK_CONFIG), \
+                distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
                                       processes=True, dashboard_address=None) as cluster, \
                 distributed.Client(cluster) as client:
             spread, spread_seconds = timed("cluster", client.get_executor())

@@ -261,6 +261,14 @@ def run_population_sweep(populations: Sequence[Sequence[RunConfig]],
 
 SCHEDULER_VARIABLE = "LYAPLIB_SCHEDULER"
 
+# Dask settings for workers that train: ``with dask.config.set(DASK_CONFIG):`` around the
+# creation of a cluster. Dask starts each worker process with MALLOC_TRIM_THRESHOLD_=65536,
+# which makes glibc hand freed memory back to the system at once; a training loop frees
+# and allocates all the time, and trained 2.4x slower under it (chapter 05's LSTM, CPU).
+# This keeps Dask's other default: one BLAS/OpenMP thread per worker.
+DASK_CONFIG = {"distributed.nanny.pre-spawn-environ": {
+    "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}}
+
 
 def executor_from_env() -> Executor | None:
     """The executor the chapters run their sweeps on: None (in this process) unless the

@@ -6,6 +6,7 @@ points at them (as in CI).
 
 import hashlib
 import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -64,6 +65,18 @@ def test_corpus_encoding_splits_and_batches():
     assert torch.equal(x[1], corpus.train[10:20])
     onehot = corpus.one_hot(x)
     assert onehot.shape == (16, 10, 10) and torch.equal(onehot.argmax(-1), x)
+
+
+def test_a_corpus_pickles_as_its_text_and_comes_back_equal():
+    words = "the quick brown fox jumps over the lazy dog. " * 2000
+    corpus = text.Corpus(text=words, vocab=sorted(set(words)), source="test")
+    blob = pickle.dumps(corpus)
+    assert len(blob) < 1.1 * len(words)  # not the int64 ids: 8 bytes a character
+    back = pickle.loads(blob)
+    assert (back.text, back.vocab, back.source, back.is_fallback) == (
+        corpus.text, corpus.vocab, corpus.source, corpus.is_fallback)
+    for split in ("train", "val", "test"):
+        assert torch.equal(getattr(back, split), getattr(corpus, split))
 
 
 def test_corpus_shuffle_is_a_permutation_of_the_windows():

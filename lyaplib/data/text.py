@@ -55,6 +55,11 @@ class Corpus:
                 f"train/val/test {len(self.train):,}/{len(self.val):,}/{len(self.test):,}; "
                 f"source: {self.source})")
 
+    def __reduce__(self):
+        # Pickled as its text, not its ids (8 bytes a character, three times over in the
+        # splits and their views): a sweep on an executor sends its task to every run.
+        return (type(self), (self.text, self.vocab, self.source, self.is_fallback))
+
     def encode(self, text: str) -> Tensor:
         """Character ids of ``text``, (L,); a character outside the vocabulary is an error."""
         unknown = set(text) - set(self.vocab)
