@@ -211,7 +211,7 @@ def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dic
     checkpoint deleted, so a sweep killed at any point resumes without losing or repeating
     a run. Leftovers of killed processes are cleaned first.
 
-    With an ``executor`` (any :class:`concurrent.futures.Executor`: a
+    With an ``executor`` (any ``concurrent.futures.Executor``: a
     ``ProcessPoolExecutor``, Dask's ``Client.get_executor()``, or anything whose
     ``submit`` returns objects with ``done()`` and ``result()``, such as submitit's), the
     runs go to its workers, and ``run`` must be picklable there. This process stays the
