@@ -12,13 +12,17 @@ The engine is :func:`lyapunov_spectrum`, which takes any :class:`Cell`. The modu
 """
 
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 
 from . import cells, scale, stats
 from .cells import AutogradCell, Cell
 from .orthonormalize import orthonormalize
 from .spectrum import LyapunovError, LyapunovResult, LyapunovWarning, lyapunov_spectrum
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml
+    __version__ = version("lyaplib")
+except PackageNotFoundError:  # a source tree on sys.path without installing it
+    __version__ = "0+unknown"
 
 # loaded on first use, so that ``import lyaplib`` stays light (no matplotlib, no data)
 _SUBMODULES = ("aelle", "benchmark", "claims", "data", "flossing", "force", "fractional", "models",

@@ -33,10 +33,17 @@ def int_at_least(value, low: int, name: str) -> int:
     return value
 
 
-def dtype_and_device(cell, inputs, h0, dtype) -> tuple[torch.dtype, torch.device]:
-    """Explicit dtype, else the cell's parameters, else h0, else inputs, else the default."""
-    if dtype is not None and not dtype.is_floating_point:
+def dtype_and_device(cell, inputs, h0, dtype, device=None) -> tuple[torch.dtype, torch.device]:
+    """Each explicit if given, else the cell's parameters', else h0's, else inputs', else the
+    default dtype and the CPU."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise LyapunovError(f"dtype must be a floating dtype, got {dtype}")
+    if device is not None:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise LyapunovError(f"device must be a torch.device or a name such as 'cuda', "
+                                f"got {device!r}") from e
     sources = []
     if isinstance(cell, nn.Module):
         sources += [t for t in (*cell.parameters(), *cell.buffers()) if t.is_floating_point()]
@@ -50,7 +57,8 @@ def dtype_and_device(cell, inputs, h0, dtype) -> tuple[torch.dtype, torch.device
     dtype = dtype or (first.dtype if first is not None else torch.get_default_dtype())
     if dtype not in _DTYPES:
         raise LyapunovError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    device = first.device if first is not None else torch.device("cpu")
+    if device is None:
+        device = first.device if first is not None else torch.device("cpu")
     return dtype, device
 
 

@@ -36,10 +36,10 @@ def interpolate(spectra: Sequence[Sequence[float]] | Tensor, points: int = 256) 
     """
     if points < 2:
         raise ValueError(f"points must be >= 2, got {points}")
-    grid = (torch.arange(points, dtype=torch.float64) + 0.5) / points
     rows = []
     for spectrum in spectra:
         y = torch.as_tensor(spectrum, dtype=torch.float64).flatten()
+        grid = (torch.arange(points, dtype=torch.float64, device=y.device) + 0.5) / points
         if len(y) < 2:
             raise ValueError("every spectrum needs at least 2 exponents")
         pos = grid * len(y) - 0.5  # fractional index into y
@@ -138,7 +138,8 @@ def fit_autoencoder(spectra: Tensor, targets: Tensor, val_spectra: Tensor, val_t
     g = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        model = AutoEncoder(spectra.shape[1], config.latent)
+        # built on the CPU from the seed, then moved: the same weights on every device
+        model = AutoEncoder(spectra.shape[1], config.latent).to(spectra.device)
         opt = torch.optim.Adam(model.parameters(), lr=config.lr)
         history = {"train": [], "val_prediction": [], "alpha": []}
         best, best_loss, since = None, float("inf"), 0
@@ -253,7 +254,7 @@ class LinearClassifier:
 def _with_bias(features: Tensor) -> Tensor:
     X = torch.as_tensor(features, dtype=torch.float64)
     X = X.unsqueeze(-1) if X.ndim == 1 else X
-    return torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], dim=1)
+    return torch.cat([X, X.new_ones(len(X), 1)], dim=1)
 
 
 @dataclass(frozen=True)
@@ -277,12 +278,12 @@ class OrthantClassifier:
     def predict(self, pcs: Tensor) -> Tensor:
         """Good (True) or bad for each network, from its leading PCs (R, d)."""
         cells = _cells(torch.as_tensor(pcs, dtype=torch.float64), self.medians)
-        return torch.tensor([c in self.good_cells for c in cells.tolist()])
+        return torch.tensor([c in self.good_cells for c in cells.tolist()], device=cells.device)
 
 
 def _cells(pcs: Tensor, medians: Tensor) -> Tensor:
     bits = (pcs > medians).long()
-    return (bits * (2 ** torch.arange(pcs.shape[1]))).sum(1)
+    return (bits * (2 ** torch.arange(pcs.shape[1], device=pcs.device))).sum(1)
 
 
 def precision_recall_f1(predicted_good: Tensor, good: Tensor) -> tuple[float, float, float]:
@@ -334,8 +335,8 @@ def compare(spectra: Sequence, losses, *, points: int = 128, config: AeConfig = 
     threshold on the training set, facing the good side): "AeLLE PC1", "LE
     mean", "LE max" and "LE PC1" (first PC of the interpolated raw spectra).
     """
-    losses = torch.as_tensor(losses, dtype=torch.float64)
     Z = interpolate(spectra, points)
+    losses = torch.as_tensor(losses, dtype=torch.float64, device=Z.device)
     train, val, test = split or split_indices(len(Z), seed=seed)
     model = fit_autoencoder(Z[train], losses[train], Z[val], losses[val], config,
                             progress=progress)
@@ -344,9 +345,11 @@ def compare(spectra: Sequence, losses, *, points: int = 128, config: AeConfig = 
     embedding = model.embed(Z, 2).double()
     raw_mean, raw_axes = pca(Z[train])
     raw_pc1 = (Z - raw_mean) @ raw_axes[:, 0]
+    summary = [(float(torch.as_tensor(s).mean()), float(torch.as_tensor(s).max()))
+               for s in spectra]
     features = {"AeLLE PC1": embedding[:, 0],
-                "LE mean": torch.tensor([float(torch.as_tensor(s).mean()) for s in spectra]),
-                "LE max": torch.tensor([float(torch.as_tensor(s).max()) for s in spectra]),
+                "LE mean": torch.tensor([m for m, _ in summary], device=Z.device),
+                "LE max": torch.tensor([m for _, m in summary], device=Z.device),
                 "LE PC1": raw_pc1}
     scores = {}
     for name, feature in features.items():

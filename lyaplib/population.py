@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from .cells.base import CellModule
+from .scale import analysis_dtype
 from .spectrum import LyapunovResult, lyapunov_spectrum
 
 
@@ -143,10 +144,13 @@ class Population(nn.Module):
 
     def spectra(self, make_cell, inputs: Tensor, **engine_kwargs) -> tuple[Tensor, LyapunovResult]:
         """(P, k) mean spectra of all networks driven by the same ``inputs`` (B, T, I),
-        computed in one call of the engine (float64 unless ``dtype`` is given; with
-        ``differentiable=True``, in the population's dtype, with gradients to its parameters)."""
+        computed in one call of the engine, in ``dtype`` if given, else
+        :func:`~lyaplib.scale.analysis_dtype` of the population's device (float64 on the
+        CPU, float32 on CUDA); with ``differentiable=True``, in the population's dtype, with
+        gradients to its parameters."""
         differentiable = engine_kwargs.get("differentiable", False)
-        dtype = engine_kwargs.pop("dtype", None if differentiable else torch.float64)
+        default = None if differentiable else analysis_dtype(self.lrs.device)
+        dtype = engine_kwargs.pop("dtype", default)
         cell = self.cell(make_cell, dtype, differentiable=differentiable)
         B = inputs.shape[0]
         result = lyapunov_spectrum(cell, inputs.repeat(self.P, 1, 1), dtype=dtype,

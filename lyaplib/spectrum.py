@@ -137,6 +137,7 @@ def lyapunov_spectrum(
     h0: Tensor | None = None,
     Q0: Tensor | None = None,
     dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
     method: str = "householder",
     keep_trace: bool = False,
     progress: bool = False,
@@ -166,6 +167,10 @@ def lyapunov_spectrum(
             the first k columns of the identity.
         dtype: dtype of the state and Q, torch.float32 or torch.float64 (for reference
             runs); default the cell's parameter dtype. log R_ii always sums in float64.
+        device: where the state and Q live, e.g. "cuda" for a map without parameters
+            driven by an int T; default the device of the cell's parameters, else of
+            ``h0``, else of ``inputs``, else the CPU. A cell elsewhere is analysed as a copy
+            moved there (as for ``dtype``).
         method: orthonormalisation method, see ``lyaplib.orthonormalize.METHODS``.
         keep_trace: record the running estimate after each orthonormalisation.
         progress: show a tqdm progress bar over time steps.
@@ -198,7 +203,7 @@ def lyapunov_spectrum(
     warmup = int_at_least(warmup, 0, "warmup")
     ortho_every = int_at_least(ortho_every, 1, "ortho_every")
     check_real_with_data(cell, inputs, h0, Q0)
-    dtype, device = dtype_and_device(cell, inputs, h0, dtype)
+    dtype, device = dtype_and_device(cell, inputs, h0, dtype, device)
     warn_if_training_with_dropout(cell)
     if differentiable and cast(cell, dtype, device) is not cell:
         raise LyapunovError(

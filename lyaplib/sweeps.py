@@ -416,8 +416,10 @@ def train_and_measure(task: Task, config: RunConfig, *, le_epochs: Sequence[int]
     epochs = [0, config.epochs] if le_epochs is None else list(le_epochs)
     model = config.model(task).to(device or torch.device("cpu"))
     inputs = task.lyapunov_inputs(le_count, le_length)
-    history = train(model, task, config, tracker=LyapunovTracker(inputs, epochs),
-                    checkpoint=checkpoint, progress=progress)
+    # float64 on every device: the papers' trained networks saturate (chapter 06)
+    tracker = LyapunovTracker(inputs, epochs, dtype=torch.float64)
+    history = train(model, task, config, tracker=tracker, checkpoint=checkpoint,
+                    progress=progress)
     row = {**asdict(config), "run_id": config.run_id, "val_loss": history.val_loss,
            "train_loss": history.train_loss, "best_val_loss": min(history.val_loss),
            "best_epoch": history.best_epoch,
@@ -425,6 +427,6 @@ def train_and_measure(task: Task, config: RunConfig, *, le_epochs: Sequence[int]
            "epoch_seconds": history.epoch_seconds, "iterations": history.iterations,
            "le_seconds": history.le_seconds}
     for jacobian in jacobians:
-        final = LyapunovTracker(inputs, jacobian=jacobian)(model)
+        final = LyapunovTracker(inputs, jacobian=jacobian, dtype=torch.float64)(model)
         row[f"final_{jacobian}"] = final.exponents.tolist()
     return row

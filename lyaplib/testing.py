@@ -26,7 +26,8 @@ from .models import ARCHITECTURES
 def check_tangent(cell: Cell, inputs: Tensor | None | str = "auto", *,
                   dtype: torch.dtype = torch.float64, rtol: float = 1e-10, atol: float = 1e-12,
                   batch: int = 3, k: int | None = None, state: Tensor | None = None,
-                  reference: StepFn | None = None, seed: int = 0) -> None:
+                  reference: StepFn | None = None, seed: int = 0,
+                  device: torch.device | str | None = None) -> None:
     """Assert that ``cell.tangent`` is J Q for the Jacobian J that autograd computes.
 
     The cell (a copy, when it is an ``nn.Module``) is cast to ``dtype``; a random state
@@ -44,13 +45,16 @@ def check_tangent(cell: Cell, inputs: Tensor | None | str = "auto", *,
         reference: ``step(h, x)`` on the D differentiated coordinates, whose Jacobian is
             the truth. Default: ``cell.step`` with the S - D carried coordinates held
             fixed (e.g. the LSTM's cell state in the "hidden" convention).
+        device: where to check, e.g. "cuda" (the cell is moved there); default the
+            device of the cell's parameters, else the CPU.
     Raises:
         AssertionError: saying which columns of J Q differ, and by how much.
     """
-    device = torch.device("cpu")
     if isinstance(cell, nn.Module):
-        cell = copy.deepcopy(cell).to(dtype)
-        device = next((t.device for t in (*cell.parameters(), *cell.buffers())), device)
+        cell = copy.deepcopy(cell).to(dtype=dtype, device=device)
+        device = device or next((t.device for t in (*cell.parameters(), *cell.buffers())),
+                                None)
+    device = torch.device(device or "cpu")
     D = cell.dim
     S = getattr(cell, "state_dim", D)
     generator = torch.Generator().manual_seed(seed)

@@ -231,3 +231,14 @@ def test_population_adam_state_follows_dtype_and_device_and_is_saved():
     assert again._steps == 1 and all(map(torch.equal, restored, moments))
     assert pop.model(0).weight.dtype == F64  # a network taken out keeps the dtype
     pop.to("cpu")  # the meta-device template is not moved (it has no data)
+
+
+def test_device_argument():
+    with pytest.raises(LyapunovError, match="device must be"):
+        lyapunov_spectrum(cells.Henon(), 10, device="gpu")
+    with pytest.raises(LyapunovError, match="dtype must be a floating dtype"):
+        lyapunov_spectrum(cells.Henon(), 10, dtype="float64")
+    # explicit: a map without parameters runs there, and gives the same numbers
+    default = lyapunov_spectrum(cells.Henon(), 50, dtype=F64)
+    placed = lyapunov_spectrum(cells.Henon(), 50, dtype=F64, device=torch.device("cpu"))
+    assert torch.equal(default.per_sequence, placed.per_sequence)

@@ -383,3 +383,16 @@ def test_a_fallback_inside_a_kernel_is_also_said_in_the_builders_log(monkeypatch
         _files.announce_fallback("Some data", ["here (there)"], "a substitute")
     assert log.getvalue() == ("[lyaplib] DATASET NOT FOUND: Some data. "
                               "Using a FALLBACK: a substitute.\n")
+
+
+def test_installed_cache_honours_xdg_cache_home(tmp_path, monkeypatch):
+    """Installed (no source checkout around the package), the cache is
+    $XDG_CACHE_HOME/lyaplib, and ~/.cache/lyaplib when that is unset or relative."""
+    monkeypatch.setattr(_files, "__file__", str(tmp_path / "site" / "lyaplib" / "data" / "f.py"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _files.project_cache() == tmp_path / "xdg" / "lyaplib"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the spec says: ignore it
+    assert _files.project_cache() == tmp_path / "home" / ".cache" / "lyaplib"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert _files.project_cache() == tmp_path / "home" / ".cache" / "lyaplib"

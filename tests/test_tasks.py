@@ -200,3 +200,12 @@ def test_spectrum_cost_times_both_sides_and_leaves_random_state_alone():
     few = training.spectrum_cost(task, small_config(max_batches=1), repeats=1, iterations=30,
                               le_count=2, le_length=15)  # more iterations than batches
     assert few.iteration_seconds > 0
+
+
+def test_tracker_dtype_defaults_to_the_devices_analysis_dtype():
+    """float64 on the CPU (scale.analysis_dtype); an explicit dtype wins."""
+    torch.manual_seed(0)
+    model = models.RecurrentClassifier("gru", 3, 6, 4)  # float32 weights
+    inputs = torch.randn(2, 20, 3)
+    assert training.LyapunovTracker(inputs)(model).Q.dtype == torch.float64
+    assert training.LyapunovTracker(inputs, dtype=torch.float32)(model).Q.dtype == torch.float32

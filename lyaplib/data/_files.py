@@ -61,11 +61,14 @@ def verify(path: Path, *, sha256_hex: str | None = None, git_sha1: str | None = 
 
 
 def project_cache() -> Path:
-    """``data/`` of the source checkout lyaplib runs from, else ``~/.cache/lyaplib``."""
+    """``data/`` of the source checkout lyaplib runs from, else ``$XDG_CACHE_HOME/lyaplib``
+    (``~/.cache/lyaplib`` when that is unset or, as the XDG spec says, not absolute)."""
     checkout = Path(__file__).resolve().parents[2]
     if (checkout / "pyproject.toml").is_file() and (checkout / "lyaplib").is_dir():
         return checkout / "data"
-    return Path.home() / ".cache" / "lyaplib"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "lyaplib"
 
 
 def shown(path: Path, folder: Path, how: str) -> str:
