@@ -47,11 +47,15 @@ book: setup vendor
 
 unit: setup
 	$(BIN)/python -m pytest -q tests
+	bash .ci/check_widgets.sh $(BIN)
 
-# ruff over the code, and the chapters' code cells formatted to the page's 88 columns
+# ruff over the code; the chapters' code cells formatted to the page's 88 columns; their
+# Colab setup (install cell pinned to this release, GPU runtime); the GitHub workflows
 lint: setup
 	$(BIN)/ruff check lyaplib tests benchmarks tools
 	$(BIN)/python tools/format_chapters.py --check chapters/*.md
+	$(BIN)/python tools/colab_cells.py --check chapters/*.md
+	bash .ci/lint_workflows.sh $(BIN)
 
 # The sdist and the wheel, built and tested as a user installs them (.ci/check_dist.sh).
 dist-check: setup

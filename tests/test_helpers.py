@@ -1,4 +1,4 @@
-"""Scale presets, figures and widgets used by the chapters."""
+"""Scale presets and figures used by the chapters (the widgets: test_widgets.py)."""
 
 import matplotlib
 
@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from lyaplib import cells, lyapunov_spectrum, plotting, scale, widgets  # noqa: E402
+from lyaplib import cells, lyapunov_spectrum, plotting, scale  # noqa: E402
 
 
 def test_scale_presets(monkeypatch):
@@ -20,34 +20,6 @@ def test_scale_presets(monkeypatch):
     monkeypatch.setenv("LYAPLIB_SCALE", "huge")
     with pytest.raises(ValueError, match="LYAPLIB_SCALE must be one of"):
         scale.current()
-
-
-def test_interactive_figure_draws_now_and_on_change():
-    import base64
-
-    import matplotlib.pyplot as plt
-
-    calls = []
-
-    def draw(a, n):
-        calls.append((a, n))
-        plt.subplots()[1].plot(range(n), [a] * n)
-
-    a = widgets.slider(1.0, 0.0, 2.0, 0.1, "a")
-    n = widgets.slider(3, 1, 9, 1, "n")
-    box = widgets.interactive_figure(draw, a=a, n=n)
-    out = box.children[-1]
-    assert calls == [(1.0, 3)] and type(n).__name__ == "IntSlider"
-    assert not a.continuous_update  # each change runs the engine: update on release
-    first = out.outputs
-    assert len(first) == 1 and first[0]["output_type"] == "display_data"
-    assert base64.b64decode(first[0]["data"]["image/png"])[:4] == b"\x89PNG"
-    n.value = 5
-    assert calls[-1] == (1.0, 5) and len(out.outputs) == 1 and out.outputs != first
-    assert plt.get_fignums() == []  # drawn figures are closed
-    # The kernel writes the figure into the widget's state itself: the Output widget never
-    # captures (msg_id stays empty), so a notebook executor has nothing to send back.
-    assert out.msg_id == ""
 
 
 def test_plots_label_their_axes():
