@@ -70,8 +70,8 @@ def device() -> torch.device:
 def analysis_dtype(on: torch.device | str | None = None) -> torch.dtype:
     """The dtype the library's trackers default to on device ``on`` (default :func:`device`):
     float64 on the CPU, where it costs about 2x and keeps saturated units' derivatives
-    far from underflow; float32 on CUDA, where float64 runs at 1/32 to 1/64 of the float32
-    rate on the GPUs Colab lends (T4, L4). The engine sums log R_ii in float64 either way;
+    far from underflow; float32 on CUDA, where float64 runs at 1/32 of the float32 rate on
+    a T4 and 1/64 on an L4 (an A100: 1/2). The engine sums log R_ii in float64 either way;
     pass ``dtype=torch.float64`` where a chapter shows it is needed (saturated networks)."""
     return torch.float32 if torch.device(on or device()).type == "cuda" else torch.float64
 
