@@ -36,12 +36,13 @@ def interpolate(spectra: Sequence[Sequence[float]] | Tensor, points: int = 256) 
     """
     if points < 2:
         raise ValueError(f"points must be >= 2, got {points}")
+    grid = (torch.arange(points, dtype=torch.float64) + 0.5) / points
     rows = []
     for spectrum in spectra:
         y = torch.as_tensor(spectrum, dtype=torch.float64).flatten()
-        grid = (torch.arange(points, dtype=torch.float64, device=y.device) + 0.5) / points
         if len(y) < 2:
             raise ValueError("every spectrum needs at least 2 exponents")
+        grid = grid.to(y.device)  # moved once; a no-op after that
         pos = grid * len(y) - 0.5  # fractional index into y
         lo = pos.floor().clamp(0, len(y) - 2).long()
         w = (pos - lo).clamp(0, 1)
