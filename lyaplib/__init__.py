@@ -8,13 +8,14 @@ The engine is :func:`lyapunov_spectrum`, which takes any :class:`Cell`. The modu
 * ``flossing``: pushing exponents towards a target while training (gradient flossing);
 * ``testing``: :func:`~lyaplib.testing.check_tangent` for your own cells;
 * ``aelle``, ``perturbations``, ``fractional``, ``stats``: analyses of spectra and runs;
+* ``uncertainty``: error bars from one trajectory (batch means) and the convergence report;
 * ``data``, ``scale``, ``plotting``, ``widgets``, ``benchmark``, ``claims``: the book's tools.
 """
 
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
-from . import cells, scale, stats
+from . import cells, scale, stats, uncertainty
 from .cells import AutogradCell, Cell
 from .orthonormalize import orthonormalize
 from .spectrum import LyapunovError, LyapunovResult, LyapunovWarning, lyapunov_spectrum
@@ -31,7 +32,8 @@ _SUBMODULES = ("aelle", "benchmark", "claims", "data", "flossing", "force", "fra
 
 __all__ = [
     "AutogradCell", "Cell", "LyapunovError", "LyapunovResult", "LyapunovWarning",
-    "lyapunov_spectrum", "orthonormalize", "cells", "scale", "stats", *_SUBMODULES,
+    "lyapunov_spectrum", "orthonormalize", "cells", "scale", "stats", "uncertainty",
+    *_SUBMODULES,
 ]
 
 

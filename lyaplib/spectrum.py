@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import stats
+from . import stats, uncertainty
 from ._arguments import (
     LyapunovError,
     LyapunovWarning,
@@ -49,6 +49,9 @@ class LyapunovResult:
         trace_per_sequence: (n, B, k) running estimates after each
             orthonormalisation, when ``keep_trace`` was set.
         trace_steps: (n,) accumulated steps at which the trace was taken.
+        block_sums: (n, B, k) float64 sums of log R_ii over consecutive blocks of steps,
+            for the within-trajectory error bars (``blocks`` of ``lyapunov_spectrum``).
+        block_steps: (n,) accumulated steps at the end of each block.
         state: (B, S) final state;  Q: (B, D, k) final orthonormal basis.
         unit: "nats" or "bits".
     """
@@ -60,6 +63,8 @@ class LyapunovResult:
     Q: Tensor
     trace_per_sequence: Tensor | None = None
     trace_steps: Tensor | None = None
+    block_sums: Tensor | None = None
+    block_steps: Tensor | None = None
     unit: str = "nats"
 
     @property
@@ -74,11 +79,85 @@ class LyapunovResult:
 
     @property
     def stderr(self) -> Tensor:
-        """(k,) standard error of the mean over sequences (NaN for a single sequence)."""
+        """(k,) standard error of ``exponents``: :attr:`stderr_between` for B >= 2
+        sequences, else :attr:`stderr_within` (finite for a single long trajectory)."""
+        return self.stderr_between if self.per_sequence.shape[0] >= 2 else self.stderr_within
+
+    @property
+    def stderr_between(self) -> Tensor:
+        """(k,) standard error of the mean over the B sequences, from their spread (B - 1
+        degrees of freedom; NaN for B = 1). It measures how much the estimate would change
+        with other sequences of the same kind: the input-to-input variation as well as each
+        run's finite length."""
         B = self.per_sequence.shape[0]
         if B < 2:
             return torch.full_like(self.exponents, float("nan"))
         return self.per_sequence.std(dim=0) / math.sqrt(B)
+
+    @property
+    def stderr_within(self) -> Tensor:
+        """(k,) within-trajectory standard error, by batch means over time: how much the
+        estimate would change were these same sequences run again, only longer or shorter.
+        Each sequence's error comes from its own blocks; B of them combine into the error
+        of their mean as sqrt(sum_b se_b^2) / B. NaN without blocks (``blocks=0``)."""
+        return self._within()[0]
+
+    def stderr_within_per_sequence(self, batches: int = uncertainty.DEFAULT_BATCHES) -> Tensor:
+        """(B, k) each sequence's own batch-means standard error, from ``batches`` batches."""
+        return self._batch_means(batches)[0]
+
+    def confidence_interval(self, level: float = 0.95, *,
+                            kind: str = "auto") -> tuple[Tensor, Tensor]:
+        """(lower, upper), each (k,): a Student-t interval at ``level`` around
+        ``exponents``. ``kind`` is "within", "between", or "auto" (as :attr:`stderr`)."""
+        if not 0 < level < 1:
+            raise ValueError(f"level must lie in (0, 1), got {level}")
+        if kind == "auto":
+            kind = "between" if self.per_sequence.shape[0] >= 2 else "within"
+        if kind == "between":
+            stderr, dof = self.stderr_between, self.per_sequence.shape[0] - 1
+        elif kind == "within":
+            stderr, dof = self._within()
+        else:
+            raise ValueError(f'kind must be "auto", "within" or "between", got {kind!r}')
+        q = uncertainty.student_t_quantile(0.5 + level / 2, dof) if dof > 0 else float("nan")
+        return self.exponents - q * stderr, self.exponents + q * stderr
+
+    @property
+    def split_half(self) -> Tensor:
+        """(k,) the first half's estimate minus the second half's (mean over sequences); for
+        a stationary run of this length about twice :attr:`stderr_within` in size."""
+        if self.block_sums is None:
+            return torch.full_like(self.exponents, float("nan"))
+        return uncertainty.split_half(self.block_sums, self.block_steps).mean(0)
+
+    def convergence(self, tol: float, *, level: float = 0.95,
+                    last: float = 0.5) -> uncertainty.ConvergenceReport:
+        """Diagnose whether T was long enough to know each exponent to ``tol`` (per step,
+        in this result's unit): the ``level`` confidence half-width from
+        :attr:`stderr_within`, the drift of the running estimate over the ``last`` fraction
+        of the run, and the T that would reach ``tol``. It reports; it stops nothing."""
+        if self.block_sums is None:
+            raise ValueError("result has no blocks: call lyapunov_spectrum(..., blocks=64)")
+        stderr, dof = self._within()
+        return uncertainty.convergence(self.block_sums, self.block_steps, stderr, dof, tol=tol,
+                                       level=level, last=last, unit=self.unit)
+
+    def converged(self, tol: float, **kwargs) -> bool:
+        """Whether every exponent has converged to ``tol``: see :meth:`convergence`."""
+        return bool(self.convergence(tol, **kwargs))
+
+    def _batch_means(self, batches: int) -> tuple[Tensor, int]:
+        if self.block_sums is None:
+            B, k = self.per_sequence.shape
+            nan = torch.full((B, k), float("nan"), dtype=torch.float64)
+            return nan.to(self.per_sequence.device), 0
+        return uncertainty.batch_means(self.block_sums, self.block_steps, batches)
+
+    def _within(self) -> tuple[Tensor, int]:
+        per_sequence, dof = self._batch_means(uncertainty.DEFAULT_BATCHES)
+        B = per_sequence.shape[0]
+        return per_sequence.pow(2).sum(0).sqrt() / B, B * dof
 
     @property
     def trace(self) -> Tensor | None:
@@ -116,8 +195,9 @@ class LyapunovResult:
             return self
         scale = 1 / math.log(2)
         trace = None if self.trace_per_sequence is None else self.trace_per_sequence * scale
+        blocks = None if self.block_sums is None else self.block_sums * scale
         return replace(self, per_sequence=self.per_sequence * scale,
-                       trace_per_sequence=trace, unit="bits")
+                       trace_per_sequence=trace, block_sums=blocks, unit="bits")
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{v:.4f}" for v in self.exponents[:6].tolist())
@@ -140,6 +220,7 @@ def lyapunov_spectrum(
     device: torch.device | str | None = None,
     method: str = "householder",
     keep_trace: bool = False,
+    blocks: int = 64,
     progress: bool = False,
     differentiable: bool = False,
     grad_window: int | None = None,
@@ -173,6 +254,11 @@ def lyapunov_spectrum(
             moved there (as for ``dtype``).
         method: orthonormalisation method, see ``lyaplib.orthonormalize.METHODS``.
         keep_trace: record the running estimate after each orthonormalisation.
+        blocks: keep the sums of log R_ii over between ``blocks`` and 2 ``blocks``
+            consecutive blocks of steps (float64, (n, B, k)), for the within-trajectory
+            error bars and the convergence diagnostic; each block starts as one
+            orthonormalisation interval and doubles in length whenever 2 ``blocks`` are
+            full, so memory stays O(blocks B k) for any T. 0 keeps none.
         progress: show a tqdm progress bar over time steps.
         differentiable: return exponents that carry gradients with respect to the cell's
             parameters (and ``h0``, when it requires grad and ``warmup`` is 0), through the
@@ -232,7 +318,7 @@ def lyapunov_spectrum(
     bad_state = torch.full((B,), -1, dtype=torch.long, device=device)
     bad_tangent = torch.full((B,), -1, dtype=torch.long, device=device)
     zero_tangent = torch.full((B,), -1, dtype=torch.long, device=device)  # R_ii = 0 exactly
-    trace, trace_steps = [], []
+    record = _Record(keep_trace, int_at_least(blocks, 0, "blocks"), ortho_every)
     steps = tqdm(range(T), desc="Lyapunov spectrum", unit="step") if progress else range(T)
     # without differentiable, no autograd graph over the T steps: the tangent map is
     # propagated explicitly
@@ -243,27 +329,59 @@ def lyapunov_spectrum(
                 state, Q = state.detach(), Q.detach()
             with torch.set_grad_enabled(t >= first_tracked) if differentiable else nullcontext():
                 state, Q, log_r = _step(cell, state, x, Q, log_r, t, warmup, T, ortho_every,
-                                        ortho, bad_state, bad_tangent, zero_tangent, trace,
-                                        trace_steps, keep_trace)
+                                        ortho, bad_state, bad_tangent, zero_tangent, record)
             if (t + 1) % _CHECK_EVERY == 0:
                 _raise_if_bad(bad_state, bad_tangent, zero_tangent, k)
     _raise_if_bad(bad_state, bad_tangent, zero_tangent, k)
 
     per_sequence = log_r / (T - warmup)
     _warn_if_imprecise(per_sequence.detach().mean(0), dtype, ortho_every)
-    return LyapunovResult(
-        per_sequence=per_sequence,
-        steps=T - warmup,
-        dim=dim,
-        state=state.detach(),
-        Q=Q.detach(),
-        trace_per_sequence=torch.stack(trace).detach() if keep_trace else None,
-        trace_steps=torch.tensor(trace_steps) if keep_trace else None,
-    )
+    return LyapunovResult(per_sequence=per_sequence, steps=T - warmup, dim=dim,
+                          state=state.detach(), Q=Q.detach(), **record.fields())
+
+
+class _Record:
+    """What the engine keeps besides the sums: the running estimate after every
+    orthonormalisation (``keep_trace``), and the cumulative sums at block ends, thinned to
+    every other one (the blocks doubling) whenever 2 ``blocks`` have accumulated. Only
+    references are stored (log_r is never updated in place): no copies, no host syncs."""
+
+    def __init__(self, keep_trace: bool, blocks: int, ortho_every: int):
+        self.keep_trace, self.blocks, self.block = keep_trace, blocks, ortho_every
+        self.trace, self.trace_steps = [], []
+        self.ends, self.end_steps = [], []
+
+    def __call__(self, log_r: Tensor, steps: int, final: bool) -> None:
+        """Called after each accumulating orthonormalisation, ``steps`` steps in."""
+        if self.keep_trace:
+            self.trace.append(log_r / steps)
+            self.trace_steps.append(steps)
+        if not self.blocks:
+            return
+        if steps % self.block == 0:
+            self.ends.append(log_r.detach())
+            self.end_steps.append(steps)
+            if len(self.ends) == 2 * self.blocks:  # ends at 2, 4, ... blocks stay
+                self.ends, self.end_steps = self.ends[1::2], self.end_steps[1::2]
+                self.block *= 2
+        elif final:  # a shorter last block: every step counts
+            self.ends.append(log_r.detach())
+            self.end_steps.append(steps)
+
+    def fields(self) -> dict:
+        kept = {}
+        if self.keep_trace:
+            kept = {"trace_per_sequence": torch.stack(self.trace).detach(),
+                    "trace_steps": torch.tensor(self.trace_steps)}
+        if self.ends:
+            ends = torch.stack(self.ends)
+            kept["block_sums"] = torch.diff(ends, dim=0, prepend=torch.zeros_like(ends[:1]))
+            kept["block_steps"] = torch.tensor(self.end_steps)
+        return kept
 
 
 def _step(cell, state, x, Q, log_r, t, warmup, T, ortho_every, ortho, bad_state, bad_tangent,
-          zero_tangent, trace, trace_steps, keep_trace):
+          zero_tangent, record):
     """One step of the QR algorithm: advance the state and Q, orthonormalise when due, and
     accumulate log R_ii after the warm-up. Returns (state, Q, log_r)."""
     if t == 0:  # the cell's outputs are checked once, naming the culprit
@@ -279,9 +397,7 @@ def _step(cell, state, x, Q, log_r, t, warmup, T, ortho_every, ortho, bad_state,
         _mark(zero_tangent, t, (r == 0).any(dim=-1))
         if t >= warmup:
             log_r = log_r + lr  # not in place: log_r may be part of the autograd graph
-            if keep_trace:
-                trace.append(log_r / (t + 1 - warmup))
-                trace_steps.append(t + 1 - warmup)
+            record(log_r, t + 1 - warmup, final=t + 1 == T)
     return state, Q, log_r
 
 

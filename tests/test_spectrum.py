@@ -121,7 +121,8 @@ def test_stderr_trace_and_units():
     assert torch.allclose(bits.exponents * math.log(2), res.exponents)
     assert torch.allclose(bits.trace * math.log(2), res.trace)
     single = lyapunov_spectrum(henon, 20, h0=henon.initial_state(1).double())
-    assert torch.isnan(single.stderr).all()
+    assert torch.isnan(single.stderr_between).all()
+    assert torch.equal(single.stderr, single.stderr_within)  # tests/test_uncertainty.py
 
 
 def test_broadcast_h0_and_Q0():
