@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from lyaplib import cells, lyapunov_spectrum
-from lyaplib.benchmark import B, VOCAB, timed_call
+from lyaplib.benchmark import VOCAB, B, timed_call
 from lyaplib.spectrum import _Record
 
 
@@ -37,6 +37,19 @@ def bookkeeping_seconds(log_r: torch.Tensor, steps: int) -> float:
             log_r + 0.0
     times = [timed_call(run)[0] - timed_call(baseline)[0] for _ in range(5)]
     return max(statistics.median(times), 0.0)
+
+
+def paired_runs(cell, x: torch.Tensor, k: int, repeat: int):
+    """Interleaved runs without and with blocks: (seconds without, seconds with, their
+    paired ratios, the last result)."""
+    without, with_blocks, ratios = [], [], []
+    for _ in range(repeat):
+        a = timed_call(lambda: lyapunov_spectrum(cell, x, k=k, blocks=0))[0]
+        b, result = timed_call(lambda: lyapunov_spectrum(cell, x, k=k))
+        without.append(a)
+        with_blocks.append(b)
+        ratios.append(b / a)
+    return without, with_blocks, ratios, result
 
 
 def main() -> None:
@@ -58,13 +71,7 @@ def main() -> None:
         x = nn.functional.one_hot(chars, VOCAB).float()
         cell = cells.LSTM(lstm, "hidden")
         lyapunov_spectrum(cell, x[:, :10], k=k)  # warm the allocator and kernels
-        without, with_blocks, ratios = [], [], []
-        for _ in range(args.repeat):
-            a = timed_call(lambda: lyapunov_spectrum(cell, x, k=k, blocks=0))[0]
-            b, result = timed_call(lambda: lyapunov_spectrum(cell, x, k=k))
-            without.append(a)
-            with_blocks.append(b)
-            ratios.append(b / a)
+        without, with_blocks, ratios, result = paired_runs(cell, x, k, args.repeat)
         began = time.perf_counter()
         result.stderr_within, result.convergence(0.01)
         analysis = time.perf_counter() - began
