@@ -32,6 +32,20 @@ def test_a_map_without_parameters_runs_where_it_is_told():
     assert abs(float(on_gpu.exponents.sum()) - torch.log(torch.tensor(0.3, dtype=F64))) < 1e-9
 
 
+def test_error_bars_and_the_convergence_report_on_cuda_as_on_the_cpu():
+    runs = [lyapunov_spectrum(cells.Henon(), 3000, warmup=100, dtype=F64, device=device)
+            for device in ("cpu", "cuda")]
+    cpu, gpu = runs
+    assert gpu.block_sums.device.type == "cuda"
+    torch.testing.assert_close(gpu.stderr.cpu(), cpu.stderr, rtol=1e-6, atol=0)
+    lower, upper = gpu.confidence_interval(0.9)
+    assert lower.device.type == "cuda" and bool((lower < upper).all())
+    assert gpu.split_half.device.type == "cuda"
+    report = gpu.convergence(0.01)
+    torch.testing.assert_close(report.half_width, cpu.convergence(0.01).half_width,
+                               rtol=1e-6, atol=0)
+
+
 def test_engine_on_cuda_matches_the_cpu_for_an_lstm():
     torch.manual_seed(0)
     model = models.RecurrentClassifier("lstm", 8, 16, 4).double()
