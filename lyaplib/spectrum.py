@@ -79,8 +79,8 @@ class LyapunovResult:
 
     @property
     def stderr(self) -> Tensor:
-        """(k,) standard error of ``exponents``: :attr:`stderr_between` for B >= 2
-        sequences, else :attr:`stderr_within` (finite for a single long trajectory)."""
+        """(k,) standard error of ``exponents``, which is :attr:`stderr_between` for B >= 2
+        sequences and :attr:`stderr_within` (finite for a single long trajectory) for one."""
         return self.stderr_between if self.per_sequence.shape[0] >= 2 else self.stderr_within
 
     @property
@@ -96,8 +96,8 @@ class LyapunovResult:
 
     @property
     def stderr_within(self) -> Tensor:
-        """(k,) within-trajectory standard error, by batch means over time: how much the
-        estimate would change were these same sequences run again, only longer or shorter.
+        """(k,) within-trajectory standard error, by batch means over time. It measures how
+        much the estimate would change were these same sequences run longer or shorter.
         Each sequence's error comes from its own blocks; B of them combine into the error
         of their mean as sqrt(sum_b se_b^2) / B. NaN without blocks (``blocks=0``).
         Batches must outlast the correlation of the local exponents: for a flow with a

@@ -118,7 +118,7 @@ class ConvergenceReport:
 
     @property
     def converged(self) -> Tensor:
-        """(k,) bool: half-width and drift both within ``tol``."""
+        """(k,) bool, true where the half-width and the drift are both within ``tol``."""
         return (self.half_width <= self.tol) & (self.drift <= self.tol)
 
     def __bool__(self) -> bool:
