@@ -81,7 +81,7 @@ class LyapunovResult:
     def stderr(self) -> Tensor:
         """(k,) standard error of ``exponents``, which is :attr:`stderr_between` for B >= 2
         sequences and :attr:`stderr_within` (finite for a single long trajectory) for one."""
-        return self.stderr_between if self.per_sequence.shape[0] >= 2 else self.stderr_within
+        return self._error("auto")[0]
 
     @property
     def stderr_between(self) -> Tensor:
@@ -115,16 +115,8 @@ class LyapunovResult:
         ``exponents``. ``kind`` is "within", "between", or "auto" (as :attr:`stderr`)."""
         if not 0 < level < 1:
             raise ValueError(f"level must lie in (0, 1), got {level}")
-        if kind == "auto":
-            kind = "between" if self.per_sequence.shape[0] >= 2 else "within"
-        if kind == "between":
-            stderr, dof = self.stderr_between, self.per_sequence.shape[0] - 1
-        elif kind == "within":
-            stderr, dof = self._within()
-        else:
-            raise ValueError(f'kind must be "auto", "within" or "between", got {kind!r}')
-        q = uncertainty.student_t_quantile(0.5 + level / 2, dof) if dof > 0 else float("nan")
-        return self.exponents - q * stderr, self.exponents + q * stderr
+        half = uncertainty.half_width(*self._error(kind), level)
+        return self.exponents - half, self.exponents + half
 
     @property
     def split_half(self) -> Tensor:
@@ -149,6 +141,16 @@ class LyapunovResult:
     def converged(self, tol: float, **kwargs) -> bool:
         """Whether every exponent has converged to ``tol``: see :meth:`convergence`."""
         return bool(self.convergence(tol, **kwargs))
+
+    def _error(self, kind: str) -> tuple[Tensor, int]:
+        """(standard error (k,), degrees of freedom) of the named kind."""
+        if kind == "auto":
+            kind = "between" if self.per_sequence.shape[0] >= 2 else "within"
+        if kind == "between":
+            return self.stderr_between, self.per_sequence.shape[0] - 1
+        if kind == "within":
+            return self._within()
+        raise ValueError(f'kind must be "auto", "within" or "between", got {kind!r}')
 
     def _batch_means(self, batches: int) -> tuple[Tensor, int]:
         if self.block_sums is None:

@@ -93,6 +93,13 @@ def student_t_quantile(p: float, dof: float) -> float:
     return float(math.sqrt(dof) * math.tan(np.interp(p, cdf, theta)))
 
 
+def half_width(stderr: Tensor, dof: int, level: float) -> Tensor:
+    """Half-width of the Student-t interval at ``level`` for ``stderr`` with ``dof``
+    degrees of freedom (NaN where there are none)."""
+    q = student_t_quantile(0.5 + level / 2, dof) if dof > 0 else float("nan")
+    return q * stderr
+
+
 @dataclass(frozen=True)
 class ConvergenceReport:
     """Is the run long enough for the exponents to be known to ``tol``?
@@ -159,9 +166,8 @@ def convergence(block_sums: Tensor, block_steps: Tensor, stderr: Tensor, dof: in
     total = float(steps[-1])
     tail = steps >= (1 - last) * total
     drift = (running[tail] - running[-1]).abs().amax(0)
-    quantile = student_t_quantile(0.5 + level / 2, dof) if dof > 0 else float("nan")
-    half_width = quantile * stderr
+    half = half_width(stderr, dof, level)
     return ConvergenceReport(
         tol=tol, level=level, last=last, steps=int(total), estimate=running[-1].cpu(),
-        stderr=stderr.cpu(), half_width=half_width.cpu(), drift=drift.cpu(),
-        steps_needed=(total * (half_width / tol) ** 2).ceil().cpu(), unit=unit)
+        stderr=stderr.cpu(), half_width=half.cpu(), drift=drift.cpu(),
+        steps_needed=(total * (half / tol) ** 2).ceil().cpu(), unit=unit)
