@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 import warnings
 
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 
 from . import cells
-from .orthonormalize import householder
+from .orthonormalize import get_method, householder
 from .scale import device as default_device
 from .spectrum import LyapunovWarning, lyapunov_spectrum
 
@@ -203,6 +204,49 @@ def benchmark(N: int, k_kind: str | int, jacobian: str, dtype: torch.dtype, gflo
     return rows
 
 
+def step_budget(N: int, k: int, jacobian: str = "hidden", dtype: torch.dtype = torch.float32,
+                ortho_every: int = 1, method: str = "householder",
+                device: torch.device | str | None = None, repeat: int = 5) -> dict:
+    """Milliseconds per step of one engine run (B sequences, N = ``N``, k exponents), part
+    by part: the forward step alone, the tangent map beyond it, one orthonormalisation
+    (shared over ``ortho_every`` steps) and the rest (the engine's bookkeeping: sign fix,
+    logarithms, finiteness marks); ``essential`` is the roofline time of J @ Q and the QR
+    at the measured GEMM rate. Medians of ``repeat`` timings of T steps each."""
+    device = torch.device(device or "cpu")
+    torch.manual_seed(N)
+    lstm = nn.LSTM(VOCAB, N, batch_first=True).to(device, dtype)
+    chars = torch.randint(VOCAB, (B, T), generator=torch.Generator().manual_seed(0))
+    x = nn.functional.one_hot(chars, VOCAB).to(device, dtype)
+    cell = cells.LSTM(lstm, jacobian)
+    state = x.new_zeros(B, cell.state_dim)
+    Q = torch.linalg.qr(torch.randn(B, cell.dim, k, dtype=dtype, device=device))[0]
+    ortho = get_method(method)
+
+    def per_step(run) -> float:
+        run()  # warm-up
+        return 1e3 * statistics.median(
+            timed_call(lambda: [run(t) for t in range(T)], device)[0] for _ in range(repeat)) / T
+
+    with torch.no_grad():
+        forward = per_step(lambda t=0: cell.step(state, x[:, t]))
+        tangent = per_step(lambda t=0: cell.tangent(state, x[:, t], Q))
+        M = cell.tangent(state, x[:, 0], Q)[1]
+        qr = per_step(lambda t=0: ortho(M))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LyapunovWarning)
+        total = 1e3 * statistics.median(
+            timed_call(lambda: lyapunov_spectrum(cell, x, k=k, ortho_every=ortho_every,
+                                                 method=method), device)[0]
+            for _ in range(repeat)) / T
+    essential = 1e3 * essential_gflop(cell.dim, k, 1 / ortho_every) / gemm_gflops(dtype, device)
+    parts = {"forward": forward, "tangent beyond the forward step": tangent - forward,
+             "orthonormalisation": qr / ortho_every}
+    parts["engine bookkeeping"] = total - sum(parts.values())
+    return dict(N=N, k=k, jacobian=jacobian, dtype=str(dtype).removeprefix("torch."),
+                settings=_describe({"method": method, "ortho_every": ortho_every}),
+                total_ms=total, essential_ms=essential, parts_ms=parts)
+
+
 def _describe(settings: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in (settings or {}).items()) or "defaults"
 
@@ -251,3 +295,11 @@ def format_row(r: dict) -> str:
             f"{r['fraction_of_gemm_roofline']:6.2f} {r['le_cost_in_training_steps']:6.1f} "
             + (f"{r['max_error_leading8']:8.1e}" if r["max_error_leading8"] is not None
                else f"{'n/a':>8}") + f"  {r['settings']}")
+
+
+def format_budget(b: dict) -> str:
+    """One :func:`step_budget` as a line: ms per step, part by part."""
+    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in b["parts_ms"].items())
+    return (f"N = {b['N']}, k = {b['k']} ({b['jacobian']}, {b['dtype']}, {b['settings']}): "
+            f"{b['total_ms']:.2f} ms per step = {parts}; roofline {b['essential_ms']:.2f} ms "
+            f"({b['total_ms'] / b['essential_ms']:.1f}x)")

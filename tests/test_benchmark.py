@@ -43,3 +43,14 @@ def test_run_reports_the_device_and_every_configuration(monkeypatch):
     assert {(r["jacobian"], r["k"]) for r in rows} == {("hidden", 8), ("hidden", 1),
                                                     ("full", 16), ("full", 1)}
     assert len(lines) == 2 + len(rows)
+
+
+def test_step_budget_times_every_part_of_a_step(monkeypatch):
+    monkeypatch.setattr(benchmark, "T", 12)
+    b = benchmark.step_budget(8, 2, "full", torch.float64, ortho_every=2, repeat=2)
+    assert list(b["parts_ms"]) == ["forward", "tangent beyond the forward step",
+                                   "orthonormalisation", "engine bookkeeping"]
+    assert b["parts_ms"]["forward"] > 0 and b["parts_ms"]["orthonormalisation"] > 0
+    assert 0 < b["essential_ms"] < b["total_ms"]  # 8 x 2 work on a CPU is far from its roofline
+    assert "N = 8, k = 2 (full, float64, method=householder, ortho_every=2)" in \
+        benchmark.format_budget(b)

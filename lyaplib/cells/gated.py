@@ -22,20 +22,32 @@ JacobianConvention = Literal["full", "hidden"]
 
 # From k >= this fraction of N tangent columns, forming the row-scaled Jacobian blocks and
 # multiplying them with Q beats one GEMM of the stacked 4N-row gate weights with Q (measured
-# on 2 CPU cores, N = 128 and 512: at k = N, 4-6x faster for the hidden, 2-3x for the full state).
-_EXPLICIT_FROM = {"hidden": 1 / 16, "full": 1 / 8}
+# on 2 CPU cores, N = 32 to 512, float32 and float64): for the hidden state from k = N / 16
+# on, and at k = N 2-3x faster; for the full state, whose explicit blocks are twice as
+# tall, from about k = N / 2 on (a tie there; at k = 2 N a tie at N = 32, 1.3-1.6x faster
+# at N = 128).
+_EXPLICIT_FROM = {"hidden": 1 / 16, "full": 1 / 2}
 _GATE = {"i": 0, "f": 1, "g": 2, "o": 3}
 
 
 def _scaled_rows(scales: tuple[Tensor, ...], w: Tensor, order: str) -> Tensor:
-    """Sum over the named gates of diag(scale) W_gate; scales (B, N), w (4N, M) -> (B, N, M)."""
-    blocks = w.chunk(4, dim=0)
-    out = scales[0].unsqueeze(-1) * blocks[_GATE[order[0]]]
-    for scale, gate in zip(scales[1:], order[1:], strict=True):
-        # out of place: torch.func.vmap has no batching rule for the in-place addcmul_,
-        # and would fall back to a loop over the networks of a population
-        out = torch.addcmul(out, scale.unsqueeze(-1), blocks[_GATE[gate]])
-    return out
+    """Sum over the named gates of diag(scale) W_gate; scales (B, N), w (4N, M) -> (B, N, M).
+
+    One batched GEMM over the N rows, (N, B, G) @ (N, G, M) for G gates: it reads the weights
+    once and writes the result once, where G row scalings added in turn would write G
+    (B, N, M) intermediates (5-14x slower at N = 512, memory-bound). Out of place, so that
+    torch.func.vmap batches it (an in-place op would fall back to a loop over a population).
+    """
+    if len(scales) == 1:  # one gate: a row scaling of a view of the weights
+        return scales[0].unsqueeze(-1) * w.unflatten(0, (4, -1))[_GATE[order]]
+    pairs = sorted(zip((_GATE[gate] for gate in order), scales, strict=True),
+                   key=lambda pair: pair[0])
+    first, last = pairs[0][0], pairs[-1][0]
+    if last - first + 1 != len(pairs):
+        raise ValueError(f"order: the gates must be adjacent in torch's order ifgo, got {order!r}")
+    blocks = w.unflatten(0, (4, -1))[first: last + 1]  # (G, N, M), a view: no copy
+    S = torch.stack([scale for _, scale in pairs], dim=-1)  # (B, N, G)
+    return torch.matmul(S.transpose(0, 1), blocks.transpose(0, 1)).transpose(0, 1)
 
 
 class LSTM(CellModule):
