@@ -15,6 +15,8 @@ sequences of T = 100 steps (input size 82, as the CharRNN):
   "QR floor": the time of the same batched Householder QRs and J @ Q GEMMs alone;
 * the time of one training step (forward + backward + Adam) of the same LSTM.
 
+Runs shorter than a second are timed several times (the median of up to 5, see
+:func:`median_call`), so that the small configurations' ratios are not one noisy call's.
 Every engine result is checked against a float64 Householder run (the first two
 sequences) and the max error of the leading 8 exponents is printed. Everything runs
 on one ``device`` (default: :func:`lyaplib.scale.device`, the GPU when there is one),
@@ -49,6 +51,18 @@ def timed_call(run, device: torch.device | None = None) -> tuple[float, object]:
     result = run()
     _synchronize(device)
     return time.perf_counter() - began, result
+
+
+def median_call(run, device: torch.device | None = None, *, budget: float = 1.0,
+                most: int = 5) -> tuple[float, object]:
+    """(median seconds, result) of ``run()``, called once more for every previous call's
+    time that fits in ``budget`` seconds, up to ``most`` calls: short runs, whose single
+    timings are noisy, are timed several times; long ones once."""
+    seconds, result = timed_call(run, device)
+    times = [seconds]
+    while len(times) < most and sum(times) + times[0] <= budget:
+        times.append(timed_call(run, device)[0])
+    return statistics.median(times), result
 
 
 def timed(run, repeat: int = 1, device: torch.device | None = None) -> float:
@@ -178,7 +192,7 @@ def benchmark(N: int, k_kind: str | int, jacobian: str, dtype: torch.dtype, gflo
                     roofline_seconds=T * essential_gflop(D, k, 1 / every) / gflops,
                     training_step_seconds=train)
 
-    seconds, ref = timed_call(lambda: reference_spectrum(lstm, x, k, jacobian, ref_steps), device)
+    seconds, ref = median_call(lambda: reference_spectrum(lstm, x, k, jacobian, ref_steps), device)
     ref_seconds = seconds * T / ref_steps
     rows.append(row("reference", ref_seconds, None if ref_steps < T else error(ref)))
     rows[-1]["settings"] = f"diag_embed, timed over {ref_steps} steps"
@@ -190,7 +204,7 @@ def benchmark(N: int, k_kind: str | int, jacobian: str, dtype: torch.dtype, gflo
                 candidates[_describe(settings)] = settings
     measured = {}
     for name, settings in candidates.items():
-        seconds, out = timed_call(lambda s=settings: engine(cell, x, k, **s), device)
+        seconds, out = median_call(lambda s=settings: engine(cell, x, k, **s), device)
         measured[name] = (seconds, error(out), settings)
     rows.append(row("default", measured["default"][0], measured["default"][1]))
     accurate = {n: m for n, m in measured.items() if m[1] < TOLERANCE}

@@ -320,9 +320,7 @@ def lyapunov_spectrum(
         check_basis(Q0, r0)
 
     log_r = torch.zeros(B, k, dtype=torch.float64, device=device)
-    bad_state = torch.full((B,), -1, dtype=torch.long, device=device)
-    bad_tangent = torch.full((B,), -1, dtype=torch.long, device=device)
-    zero_tangent = torch.full((B,), -1, dtype=torch.long, device=device)  # R_ii = 0 exactly
+    health = _Health(k)
     record = _Record(keep_trace, int_at_least(blocks, 0, "blocks"), ortho_every)
     steps = tqdm(range(T), desc="Lyapunov spectrum", unit="step") if progress else range(T)
     # without differentiable, no autograd graph over the T steps: the tangent map is
@@ -334,10 +332,10 @@ def lyapunov_spectrum(
                 state, Q = state.detach(), Q.detach()
             with torch.set_grad_enabled(t >= first_tracked) if differentiable else nullcontext():
                 state, Q, log_r = _step(cell, state, x, Q, log_r, t, warmup, T, ortho_every,
-                                        ortho, bad_state, bad_tangent, zero_tangent, record)
+                                        ortho, health, record)
             if (t + 1) % _CHECK_EVERY == 0:
-                _raise_if_bad(bad_state, bad_tangent, zero_tangent, k)
-    _raise_if_bad(bad_state, bad_tangent, zero_tangent, k)
+                health.check()
+    health.check()
 
     per_sequence = log_r / (T - warmup)
     _warn_if_imprecise(per_sequence.detach().mean(0), dtype, ortho_every)
@@ -385,21 +383,19 @@ class _Record:
         return kept
 
 
-def _step(cell, state, x, Q, log_r, t, warmup, T, ortho_every, ortho, bad_state, bad_tangent,
-          zero_tangent, record):
+def _step(cell, state, x, Q, log_r, t, warmup, T, ortho_every, ortho, health, record):
     """One step of the QR algorithm: advance the state and Q, orthonormalise when due, and
     accumulate log R_ii after the warm-up. Returns (state, Q, log_r)."""
     if t == 0:  # the cell's outputs are checked once, naming the culprit
         state, Q = first_tangent(cell, state, x, Q)
     else:
         state, Q = cell.tangent(state, x, Q)
-    _mark(bad_state, t, ~torch.isfinite(state).all(dim=-1))
+    health.state(t, state)
     start = 0 if t < warmup else warmup
     if (t + 1 - start) % ortho_every == 0 or t + 1 in (warmup, T):
         Q, r = ortho(Q)
         lr = r.to(torch.float64).log()
-        _mark(bad_tangent, t, ~torch.isfinite(lr).all(dim=-1))
-        _mark(zero_tangent, t, (r == 0).any(dim=-1))
+        health.tangent(t, lr)
         if t >= warmup:
             log_r = log_r + lr  # not in place: log_r may be part of the autograd graph
             record(log_r, t + 1 - warmup, final=t + 1 == T)
@@ -435,29 +431,60 @@ def _warn_if_imprecise(exponents: Tensor, dtype: torch.dtype, ortho_every: int) 
 
 # --- non-finite tracking without a host sync every step --------------------------------------
 
-def _mark(first_bad: Tensor, t: int, bad: Tensor) -> None:
-    """Record step t for the sequences that are bad now and were fine before (in place)."""
-    first_bad.masked_fill_(bad & (first_bad < 0), t)
+class _Health:
+    """Finds the first step at which each sequence's state or tangent went bad, without a
+    host sync and with two reductions a step: it keeps one number per sequence and step,
+    sum(0 x state) (0, or NaN once the state holds an inf or a NaN; no overflow) and, at
+    orthonormalisations, sum(log R_ii) (-inf where some R_ii = 0, +inf or NaN for a
+    non-finite tangent), and ``check`` inspects them in one go (every _CHECK_EVERY steps)."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.states: list[Tensor] = []
+        self.state_steps: list[int] = []
+        self.tangents: list[Tensor] = []
+        self.tangent_steps: list[int] = []
+
+    def state(self, t: int, state: Tensor) -> None:
+        self.states.append((state.detach() * 0).sum(dim=-1))
+        self.state_steps.append(t)
+
+    def tangent(self, t: int, log_r: Tensor) -> None:
+        self.tangents.append(log_r.detach().sum(dim=-1))
+        self.tangent_steps.append(t)
+
+    def check(self) -> None:
+        """Raise for the earliest bad sequence, else forget the (all finite) steps seen."""
+        for probes, steps, what in ((self.states, self.state_steps, "state"),
+                                    (self.tangents, self.tangent_steps, "tangent")):
+            if probes:
+                _raise_if_bad(torch.stack(probes), steps, what, self.k)
+        self.states, self.state_steps, self.tangents, self.tangent_steps = [], [], [], []
 
 
-def _raise_if_bad(bad_state: Tensor, bad_tangent: Tensor, zero_tangent: Tensor, k: int) -> None:
-    for first_bad, what in ((bad_state, "the state became non-finite"),
-                            (bad_tangent, "the tangent became non-finite or singular")):
-        hit = first_bad >= 0
-        if not bool(hit.any()):
-            continue
-        steps = torch.where(hit, first_bad, torch.iinfo(torch.long).max)
-        seq, step = int(steps.argmin()), int(steps.min())
-        where = (f"at step {step} of sequence {seq} ({int(hit.sum())} of {hit.numel()} "
-                 "sequences affected)")
-        if first_bad is bad_tangent and int(zero_tangent[seq]) == step:
-            raise LyapunovError(
-                f"the tangent became singular: it sent a direction exactly to zero (R_ii = 0) "
-                f"{where}, so that direction's exponent is -inf. Where units are switched off "
-                "(inactive ReLU units, zero rows of the weights) that is the dynamics: ask for "
-                f"fewer exponents than k = {k}, since only as many are finite as directions "
-                "the map keeps. A trajectory through a critical point (f' = 0) needs another "
-                "initial state")
-        detail = " (|R_ii| = inf or NaN)" if first_bad is bad_tangent else ""
-        raise LyapunovError(f"{what}{detail} {where}; check the cell's parameters, the "
-                            "inputs' scale and the initial state")
+def _raise_if_bad(probes: Tensor, steps: list[int], what: str, k: int) -> None:
+    """probes (n, B) taken at ``steps``: raise if any is non-finite, naming the first."""
+    bad = ~torch.isfinite(probes)
+    hit = bad.any(dim=0)
+    if not bool(hit.any()):
+        return
+    first = bad.to(torch.int8).argmax(dim=0)  # the first bad probe of each sequence
+    at = torch.tensor(steps, device=probes.device)[first]
+    seq = int(torch.where(hit, at, torch.iinfo(torch.long).max).argmin())
+    index, step = int(first[seq]), int(at[seq])
+    where = (f"at step {step} of sequence {seq} ({int(hit.sum())} of {hit.numel()} "
+             "sequences affected)")
+    if what == "state":
+        raise LyapunovError(f"the state became non-finite {where}; check the cell's "
+                            "parameters, the inputs' scale and the initial state")
+    if float(probes[index, seq]) == -math.inf:
+        raise LyapunovError(
+            f"the tangent became singular: it sent a direction exactly to zero (R_ii = 0) "
+            f"{where}, so that direction's exponent is -inf. Where units are switched off "
+            "(inactive ReLU units, zero rows of the weights) that is the dynamics: ask for "
+            f"fewer exponents than k = {k}, since only as many are finite as directions "
+            "the map keeps. A trajectory through a critical point (f' = 0) needs another "
+            "initial state")
+    raise LyapunovError(f"the tangent became non-finite or singular (|R_ii| = inf or NaN) "
+                        f"{where}; check the cell's parameters, the inputs' scale and the "
+                        "initial state")

@@ -54,3 +54,12 @@ def test_step_budget_times_every_part_of_a_step(monkeypatch):
     assert 0 < b["essential_ms"] < b["total_ms"]  # 8 x 2 work on a CPU is far from its roofline
     assert "N = 8, k = 2 (full, float64, method=householder, ortho_every=2)" in \
         benchmark.format_budget(b)
+
+
+def test_median_call_times_short_runs_several_times_and_long_ones_once():
+    calls = []
+    seconds, result = benchmark.median_call(lambda: calls.append(1) or "done", budget=1.0)
+    assert result == "done" and len(calls) == 5 and seconds >= 0
+    calls.clear()
+    benchmark.median_call(lambda: calls.append(1), budget=0.0)
+    assert len(calls) == 1

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ._torch_layers import check_module, combined_bias, layer_weights, num_layers
-from .activations import sigmoid_prime, tanh_prime
+from .activations import tanh_prime
 from .base import CellModule, jacobian_convention, shared_matmul
 
 JacobianConvention = Literal["full", "hidden"]
@@ -48,6 +48,11 @@ def _scaled_rows(scales: tuple[Tensor, ...], w: Tensor, order: str) -> Tensor:
     blocks = w.unflatten(0, (4, -1))[first: last + 1]  # (G, N, M), a view: no copy
     S = torch.stack([scale for _, scale in pairs], dim=-1)  # (B, N, G)
     return torch.matmul(S.transpose(0, 1), blocks.transpose(0, 1)).transpose(0, 1)
+
+
+def _affine(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+    """x (B, M) @ w.T (M, R) + bias (R,): one fused op (addmm) when there is a bias."""
+    return x @ w.T if bias is None else torch.addmm(bias, x, w.T)
 
 
 class LSTM(CellModule):
@@ -102,12 +107,9 @@ class LSTM(CellModule):
         new_h, new_c, d_h, d_c = [], [], [], []
         inp, d_below = x, None
         for j, layer in enumerate(layer_weights(self.module)):
-            y = hs[j] @ layer.w_hh.T
-            if inp is not None:
-                y = y + inp @ layer.w_ih.T
-            bias = combined_bias(layer)
-            if bias is not None:
-                y = y + bias
+            y = _affine(hs[j], layer.w_hh, combined_bias(layer))
+            if inp is not None:  # a fused multiply-add: one op where a product and a sum are two
+                y = torch.addmm(y, inp, layer.w_ih.T)
             y_i, y_f, y_g, y_o = y.chunk(4, dim=-1)
             i, f, g, o = torch.sigmoid(y_i), torch.sigmoid(y_f), torch.tanh(y_g), torch.sigmoid(y_o)
             c = f * cs[j] + i * g
@@ -120,8 +122,11 @@ class LSTM(CellModule):
                 continue
             # dc = a_i dy_i + a_f dy_f + a_g dy_g (+ f dc_old),  dh = a_o dy_o + b dc,
             # with dy = W_hh dh_old + W_ih dh_below and the row scalings a, b below.
-            a_i, a_f, a_g = sigmoid_prime(y_i) * g, sigmoid_prime(y_f) * cs[j], i * tanh_prime(y_g)
-            a_o, b = sigmoid_prime(y_o) * tanh_c, o * tanh_prime(c)
+            # s'(y) = s(y) s(-y) (activations.sigmoid_prime) with s(y) reused from above
+            a_i = i * torch.sigmoid(-y_i) * g
+            a_f = f * torch.sigmoid(-y_f) * cs[j]
+            a_g = i * tanh_prime(y_g)
+            a_o, b = o * torch.sigmoid(-y_o) * tanh_c, o * tanh_prime(c)
             inputs = [(layer.w_hh, Q_h[j])] + ([] if d_below is None else [(layer.w_ih, d_below)])
             if wide and not full:
                 # form J = a_o W_o + b (a_i W_i + a_f W_f + a_g W_g), (B, N, M), then one
@@ -149,7 +154,8 @@ class LSTM(CellModule):
         nxt = torch.cat(new_h + new_c, dim=-1)
         if Q is None:
             return nxt, None
-        return nxt, torch.cat(d_h + d_c if full else d_h, dim=1)
+        d_state = d_h + d_c if full else d_h
+        return nxt, d_state[0] if len(d_state) == 1 else torch.cat(d_state, dim=1)
 
 
 class GRU(CellModule):
@@ -186,11 +192,9 @@ class GRU(CellModule):
         new_h, d_h = [], []
         inp, d_below = x, None
         for j, layer in enumerate(layer_weights(self.module)):
-            gh = hs[j] @ layer.w_hh.T
-            if layer.b_hh is not None:
-                gh = gh + layer.b_hh
-            gi = torch.zeros_like(gh) if inp is None else inp @ layer.w_ih.T
-            if layer.b_ih is not None:
+            gh = _affine(hs[j], layer.w_hh, layer.b_hh)
+            gi = torch.zeros_like(gh) if inp is None else _affine(inp, layer.w_ih, layer.b_ih)
+            if inp is None and layer.b_ih is not None:
                 gi = gi + layer.b_ih
             gi_r, gi_z, gi_n = gi.chunk(3, dim=-1)
             gh_r, gh_z, gh_n = gh.chunk(3, dim=-1)
@@ -208,13 +212,16 @@ class GRU(CellModule):
             dgi_r = dgi_z = dgi_n = 0.0
             if d_below is not None:
                 dgi_r, dgi_z, dgi_n = shared_matmul(layer.w_ih, d_below).chunk(3, dim=1)
-            dr = sigmoid_prime(a_r).unsqueeze(-1) * (dgi_r + dgh_r)
-            dz = sigmoid_prime(a_z).unsqueeze(-1) * (dgi_z + dgh_z)
+            # s'(a) = s(a) s(-a) (activations.sigmoid_prime) with s(a) reused from above
+            dr = (r * torch.sigmoid(-a_r)).unsqueeze(-1) * (dgi_r + dgh_r)
+            dz = (z * torch.sigmoid(-a_z)).unsqueeze(-1) * (dgi_z + dgh_z)
             dn = tanh_prime(a_n).unsqueeze(-1) * (dgi_n + gh_n.unsqueeze(-1) * dr
                                                   + r.unsqueeze(-1) * dgh_n)
             dh = (1 - z).unsqueeze(-1) * dn + z.unsqueeze(-1) * Q_h[j] \
                 + (hs[j] - n).unsqueeze(-1) * dz
             d_h.append(dh)
             d_below = dh
-        nxt = torch.cat(new_h, dim=-1)
-        return (nxt, None) if Q is None else (nxt, torch.cat(d_h, dim=1))
+        nxt = new_h[0] if len(new_h) == 1 else torch.cat(new_h, dim=-1)
+        if Q is None:
+            return nxt, None
+        return nxt, d_h[0] if len(d_h) == 1 else torch.cat(d_h, dim=1)
