@@ -162,16 +162,21 @@ def engine(cell, x, k, **settings):
         return lyapunov_spectrum(cell, x, k=k, **settings).per_sequence
 
 
+def _problem(N: int, jacobian: str, dtype: torch.dtype, device: torch.device):
+    """The benchmarked LSTM (seeded by N), its (B, T, VOCAB) one-hot inputs and its Cell."""
+    torch.manual_seed(N)
+    lstm = nn.LSTM(VOCAB, N, batch_first=True).to(device, dtype)
+    chars = torch.randint(VOCAB, (B, T), generator=torch.Generator().manual_seed(0))
+    x = nn.functional.one_hot(chars, VOCAB).to(device, dtype)
+    return lstm, x, cells.LSTM(lstm, jacobian)
+
+
 def benchmark(N: int, k_kind: str | int, jacobian: str, dtype: torch.dtype, gflops: float,
               ref_steps: int, device: torch.device | None = None) -> list[dict]:
     """Rows for the reference, default and fast implementations on one configuration:
     ``k_kind`` "full" (all D exponents), "top" (k = N / 8) or an int k."""
     device = torch.device(device or "cpu")
-    torch.manual_seed(N)
-    lstm = nn.LSTM(VOCAB, N, batch_first=True).to(device, dtype)
-    chars = torch.randint(VOCAB, (B, T), generator=torch.Generator().manual_seed(0))
-    x = nn.functional.one_hot(chars, VOCAB).to(device, dtype)
-    cell = cells.LSTM(lstm, jacobian)
+    lstm, x, cell = _problem(N, jacobian, dtype, device)
     D = cell.dim
     k = D if k_kind == "full" else N // 8 if k_kind == "top" else int(k_kind)
     truth = lyapunov_spectrum(cell, x[:2].double(), k=k, dtype=torch.float64).per_sequence
@@ -224,14 +229,10 @@ def step_budget(N: int, k: int, jacobian: str = "hidden", dtype: torch.dtype = t
     """Milliseconds per step of one engine run (B sequences, N = ``N``, k exponents), part
     by part: the forward step alone, the tangent map beyond it, one orthonormalisation
     (shared over ``ortho_every`` steps) and the rest (the engine's bookkeeping: sign fix,
-    logarithms, finiteness marks); ``essential`` is the roofline time of J @ Q and the QR
+    logarithms, finiteness checks); ``essential`` is the roofline time of J @ Q and the QR
     at the measured GEMM rate. Medians of ``repeat`` timings of T steps each."""
     device = torch.device(device or "cpu")
-    torch.manual_seed(N)
-    lstm = nn.LSTM(VOCAB, N, batch_first=True).to(device, dtype)
-    chars = torch.randint(VOCAB, (B, T), generator=torch.Generator().manual_seed(0))
-    x = nn.functional.one_hot(chars, VOCAB).to(device, dtype)
-    cell = cells.LSTM(lstm, jacobian)
+    _, x, cell = _problem(N, jacobian, dtype, device)
     state = x.new_zeros(B, cell.state_dim)
     Q = torch.linalg.qr(torch.randn(B, cell.dim, k, dtype=dtype, device=device))[0]
     ortho = get_method(method)
@@ -246,12 +247,10 @@ def step_budget(N: int, k: int, jacobian: str = "hidden", dtype: torch.dtype = t
         tangent = per_step(lambda t=0: cell.tangent(state, x[:, t], Q))
         M = cell.tangent(state, x[:, 0], Q)[1]
         qr = per_step(lambda t=0: ortho(M))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LyapunovWarning)
-        total = 1e3 * statistics.median(
-            timed_call(lambda: lyapunov_spectrum(cell, x, k=k, ortho_every=ortho_every,
-                                                 method=method), device)[0]
-            for _ in range(repeat)) / T
+    total = 1e3 * statistics.median(
+        timed_call(lambda: engine(cell, x, k, ortho_every=ortho_every, method=method),
+                   device)[0]
+        for _ in range(repeat)) / T
     essential = 1e3 * essential_gflop(cell.dim, k, 1 / ortho_every) / gemm_gflops(dtype, device)
     parts = {"forward": forward, "tangent beyond the forward step": tangent - forward,
              "orthonormalisation": qr / ortho_every}
