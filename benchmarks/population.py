@@ -10,8 +10,8 @@ call per network. The two parts are timed separately, loop and population altern
 It also prints what bounds the speed-up on this machine: the loop's training throughput
 against the measured float32 GEMM rate (work a population cannot remove, only do
 faster), and the share of the spectra spent in the batched QR, whose LAPACK cost per
-matrix is the same in a batch of P B matrices as in P batches of B. The population's
-spectra are checked against one engine call per network (max |difference|).
+matrix is the same in a batch of P B matrices as in P batches of B; together the two give
+an upper bound on the total speed-up. The population's spectra are checked against one engine call per network (max |difference|).
 
     python benchmarks/population.py [--architectures lstm gru cornn] [--networks 16]
 """
@@ -116,6 +116,10 @@ def report(r: dict) -> None:
     print(f"  spectra: the batched QRs alone take {r['qr_seconds']:.2f} s of the population's "
           f"{median['pop_spectra']:.2f} s; max |population - one engine call per network| = "
           f"{r['spectra_difference']:.1e}")
+    bound = total["loop"] / (floor + r["qr_seconds"])
+    print(f"  so at most {bound:.1f}x in total for any population that keeps the GEMM rate and "
+          f"LAPACK's QR: the loop's {total['loop']:.2f} s over the training's GEMM time plus "
+          f"the QRs")
     print(f"  networks / minute: loop {60 * r['networks'] / total['loop']:.0f}, population "
           f"{60 * r['networks'] / total['pop']:.0f}")
 
