@@ -11,7 +11,8 @@ It also prints what bounds the speed-up on this machine: the loop's training thr
 against the measured float32 GEMM rate (work a population cannot remove, only do
 faster), and the share of the spectra spent in the batched QR, whose LAPACK cost per
 matrix is the same in a batch of P B matrices as in P batches of B; together the two give
-an upper bound on the total speed-up. The population's spectra are checked against one engine call per network (max |difference|).
+an upper bound on the total speed-up. The population's spectra are checked against one
+engine call per network (max |difference|).
 
     python benchmarks/population.py [--architectures lstm gru cornn] [--networks 16]
 """
