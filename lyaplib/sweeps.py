@@ -179,12 +179,9 @@ class ResultStore:
             raise DamagedStoreError(f"{self.database} was deleted but its log "
                                     f"{self.database}-wal was not: delete the whole folder "
                                     f"{self.path} to recompute")
-        db = sqlite3.connect(self.database, timeout=BUSY_SECONDS, isolation_level=None)
+        db = None
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # a committed row survives a power cut too
-            db.execute("CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY AUTOINCREMENT, "
-                       "run_id TEXT UNIQUE, row TEXT NOT NULL)")
+            db = _open(self.database)
             yield db
         except sqlite3.OperationalError as exc:  # locked past BUSY_SECONDS, disk full, ...
             raise sqlite3.OperationalError(f"{self.database}: {exc}") from exc
@@ -192,7 +189,33 @@ class ResultStore:
             raise DamagedStoreError(f"{self.database} is damaged or not a results store "
                                     f"({exc}); delete {self.path} to recompute") from None
         finally:
+            if db is not None:
+                db.close()
+
+
+def _open(database: Path) -> sqlite3.Connection:
+    """A connection to ``database`` in WAL mode, with the rows table.
+
+    SQLite answers "database is locked" at once, without waiting, where waiting could
+    deadlock: two connections that have both read and both want to write, as when two
+    processes create a store at the same moment (the switch to WAL, the CREATE TABLE). The
+    loser retries here, until BUSY_SECONDS.
+    """
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        db = sqlite3.connect(database, timeout=BUSY_SECONDS, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a committed row survives a power cut too
+            db.execute("CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY AUTOINCREMENT, "
+                       "run_id TEXT UNIQUE, row TEXT NOT NULL)")
+            return db
+        except BaseException as exc:
             db.close()
+            locked = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+            if not locked or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 def as_store(store: ResultStore | str | os.PathLike) -> ResultStore:

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -115,6 +116,46 @@ def test_two_processes_writing_at_once_lose_and_duplicate_nothing(tmp_path):
     assert set(ids) == {f"{name}-{i}" for name in "ab" for i in range(200)}
     for name in "ab":  # each writer's rows in its own order
         assert [r["i"] for r in rows if r["run_id"].startswith(name)] == list(range(200))
+
+
+def _hold_write_lock(database) -> sqlite3.Connection:
+    """A connection that has begun creating a store at ``database`` (rollback journal, the
+    write lock taken) and not yet committed: what a second process sees when two create a
+    store at the same moment."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    other = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY AUTOINCREMENT, "
+                  "run_id TEXT UNIQUE, row TEXT NOT NULL)")
+    return other
+
+
+def test_a_writer_waits_for_another_that_is_creating_the_store(tmp_path):
+    # SQLite answers "database is locked" at once, busy timeout or not, to a connection that
+    # has read and wants to write while another holds the write lock (the switch to WAL
+    # does that): the store must wait and retry, not fail
+    store = sweeps.ResultStore(tmp_path / "results")
+    other = _hold_write_lock(store.database)
+    timer = threading.Timer(0.5, lambda: (other.execute("COMMIT"), other.close()))
+    timer.start()
+    began = time.monotonic()
+    store.append({"run_id": "a"})
+    timer.join()
+    assert time.monotonic() - began >= 0.4  # it waited for the other writer's commit
+    assert store.run_ids() == {"a"}
+
+
+def test_a_store_locked_for_longer_than_busy_seconds_names_its_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweeps, "BUSY_SECONDS", 0.3)
+    store = sweeps.ResultStore(tmp_path / "results")
+    other = _hold_write_lock(store.database)
+    began = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match=r"rows\.sqlite: database is locked"):
+        store.append({"run_id": "a"})
+    assert time.monotonic() - began < 30  # it gave up, after about BUSY_SECONDS
+    other.execute("COMMIT")
+    other.close()
+    assert store.run_ids() == set()  # nothing was half written
 
 
 def sweep(store, *, kill_after: float | None = None) -> tuple[bool, float]:
