@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 DATABASE = "rows.sqlite"
 CHECKPOINTS = "checkpoints"
+SCHEMA = ("CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY AUTOINCREMENT, "
+          "run_id TEXT UNIQUE, row TEXT NOT NULL)")
 BUSY_SECONDS = 120.0  # how long a writer waits for another's transaction before failing
 POLL_SECONDS = 1.0  # how often the jobs of an executor without concurrent futures are polled
 
@@ -207,8 +209,7 @@ def _open(database: Path) -> sqlite3.Connection:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # a committed row survives a power cut too
-            db.execute("CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY AUTOINCREMENT, "
-                       "run_id TEXT UNIQUE, row TEXT NOT NULL)")
+            db.execute(SCHEMA)
             return db
         except BaseException as exc:
             db.close()

@@ -125,8 +125,7 @@ def _hold_write_lock(database) -> sqlite3.Connection:
     database.parent.mkdir(parents=True, exist_ok=True)
     other = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
-    other.execute("CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY AUTOINCREMENT, "
-                  "run_id TEXT UNIQUE, row TEXT NOT NULL)")
+    other.execute(sweeps.SCHEMA)
     return other
 
 
