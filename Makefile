@@ -52,7 +52,7 @@ unit: setup
 # ruff over the code; the chapters' code cells formatted to the page's 88 columns; their
 # Colab setup (install cell pinned to this release, GPU runtime); the GitHub workflows
 lint: setup
-	$(BIN)/ruff check lyaplib tests benchmarks tools
+	$(BIN)/ruff check lyaplib tests benchmarks tools _ext .ci
 	$(BIN)/python tools/format_chapters.py --check chapters/*.md
 	$(BIN)/python tools/colab_cells.py --check chapters/*.md
 	bash .ci/lint_workflows.sh $(BIN)
@@ -62,8 +62,10 @@ dist-check: setup
 	PYTHON="$(PYTHON)" TORCH="$(TORCH)" MNIST="$(MNIST)" bash .ci/check_dist.sh $(BIN)/python
 
 # What CI runs: lint, unit tests, the packages, every chapter under nbval, a strict build
-# of the book, and a check of the built pages (.ci/check_html.py: widgets saved with their
-# figures, no unfinished bars, no local paths, no stray warnings, code that fits the column).
+# of the book, a check of the built pages (.ci/check_html.py: widgets saved with all their
+# frames, no unfinished bars, no local paths, no stray warnings, code that fits the column),
+# and headless Chromium turning every knob (.ci/check_browser.py; Debian's chromium and
+# chromium-driver, which .ci/run installs).
 # Offline: no downloads. nbval's cell timeout (no cell at `ci` scale takes a minute) is
 # below 2 x STALL, so a chapter whose kernel the watchdog killed fails and the rest run.
 test: export LYAPLIB_SCALE ?= ci
@@ -74,6 +76,7 @@ test: setup vendor notebooks lint unit dist-check
 	$(WATCH) $(BIN)/python tools/execute_chapters.py --jobs $(JOBS)
 	$(WATCH) $(BIN)/jupyter-book build . -W -n --keep-going --all
 	$(BIN)/python .ci/check_html.py _build/html
+	$(BIN)/python .ci/check_browser.py _build/html
 
 # The claim audit: every chapter for each seed offset and thread count, then a table of
 # every claim's value, threshold, margin and spread (tools/claims.py; about 8 minutes per run, 6 runs at

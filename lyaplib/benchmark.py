@@ -310,9 +310,15 @@ def format_row(r: dict) -> str:
                else f"{'n/a':>8}") + f"  {r['settings']}")
 
 
+def format_ms(ms: float) -> str:
+    """A part of a :func:`step_budget` in ms; a negative remainder (a difference of medians
+    within the timing noise) reads "≈ 0"."""
+    return f"{ms:.2f}" if ms >= 0 else "≈ 0"
+
+
 def format_budget(b: dict) -> str:
     """One :func:`step_budget` as a line: ms per step, part by part."""
-    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in b["parts_ms"].items())
+    parts = ", ".join(f"{name} {format_ms(ms)}" for name, ms in b["parts_ms"].items())
     return (f"N = {b['N']}, k = {b['k']} ({b['jacobian']}, {b['dtype']}, {b['settings']}): "
             f"{b['total_ms']:.2f} ms per step = {parts}; roofline {b['essential_ms']:.2f} ms "
             f"({b['total_ms'] / b['essential_ms']:.1f}x)")

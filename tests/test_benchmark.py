@@ -63,3 +63,12 @@ def test_median_call_times_short_runs_several_times_and_long_ones_once():
     calls.clear()
     benchmark.median_call(lambda: calls.append(1), budget=0.0)
     assert len(calls) == 1
+
+
+def test_a_negative_remainder_of_a_budget_reads_as_zero_not_a_negative_time():
+    assert benchmark.format_ms(1.234) == "1.23" and benchmark.format_ms(0.0) == "0.00"
+    assert benchmark.format_ms(-1.38) == "≈ 0"
+    b = {"N": 8, "k": 2, "jacobian": "full", "dtype": "float64", "settings": "defaults",
+         "total_ms": 2.0, "essential_ms": 1.0, "parts_ms": {"a": 2.5, "engine bookkeeping": -0.5}}
+    assert "engine bookkeeping ≈ 0" in benchmark.format_budget(b)
+    assert "-0.5" not in benchmark.format_budget(b)
