@@ -65,13 +65,14 @@ dist-check: setup
 # of the book, a check of the built pages (.ci/check_html.py: widgets saved with all their
 # frames, no unfinished bars, no local paths, no stray warnings, code that fits the column),
 # and headless Chromium turning every knob (.ci/check_browser.py; Debian's chromium and
-# chromium-driver, which .ci/run installs).
+# chromium-driver, installed by .ci/install_chromium.sh when missing).
 # Offline: no downloads. nbval's cell timeout (no cell at `ci` scale takes a minute) is
 # below 2 x STALL, so a chapter whose kernel the watchdog killed fails and the rest run.
 test: export LYAPLIB_SCALE ?= ci
 test: export LYAPLIB_DOWNLOAD = 0
 test: NBVAL_TIMEOUT = $(if $(filter ci,$(LYAPLIB_SCALE)),300,3600)
 test: setup vendor notebooks lint unit dist-check
+	bash .ci/install_chromium.sh
 	$(WATCH) $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=$(NBVAL_TIMEOUT) chapters
 	$(WATCH) $(BIN)/python tools/execute_chapters.py --jobs $(JOBS)
 	$(WATCH) $(BIN)/jupyter-book build . -W -n --keep-going --all

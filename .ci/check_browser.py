@@ -9,8 +9,8 @@ Serves the built pages on localhost and, on every chapter page at 1280 x 900:
   the values the controls now show (its image data, found through its alt text);
 * fails on any message the page writes to the browser's console at error level;
 * fails on code or output that is wider than its column (it would scroll sideways).
-Debian's chromium and chromium-driver; nothing is downloaded. Exit code 1 on a problem,
-one line each.
+Debian's chromium and chromium-driver (.ci/install_chromium.sh); nothing is downloaded.
+Exit code 1 on a problem, one line each.
 """
 
 from __future__ import annotations
@@ -172,6 +172,11 @@ def main() -> int:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = parser.parse_args()
+    for program in (args.chromium, args.chromedriver):
+        if not Path(program).is_file():
+            print(f"{program} not found: install Debian's chromium and chromium-driver "
+                  "(.ci/install_chromium.sh)", file=sys.stderr)
+            return 1
     pages = sorted(args.build.glob("chapters/*.html"))
     if not pages:
         print(f"no chapter pages under {args.build}/chapters", file=sys.stderr)

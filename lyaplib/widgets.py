@@ -13,6 +13,7 @@ ipywidgets control above an Output area.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import itertools
@@ -25,13 +26,15 @@ from typing import Any
 import ipywidgets as W
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from tqdm.auto import tqdm
 
 # Most frames one widget may hold (the grids' product): about 2.5 MB of page at the
 # frame size below.
 MAX_FRAMES = 121
-# Frames are WebP at this resolution and quality: an 8.5-inch figure is 680 px wide,
-# the width of the book's column, and weighs 12-20 kB.
-FRAME_DPI, FRAME_QUALITY = 80, 75
+# Frames are WebP at this quality, at the figure's own resolution but never wider than
+# the book's column (740 px at a 1280 px window), since the page would only scale them
+# down: they show at the size of the book's other figures, in 10-25 kB each.
+COLUMN_PX, FRAME_QUALITY = 740, 75
 _STYLE = {"description_width": "initial"}
 _CHOICE_STYLES = ("dropdown", "buttons", "slider")
 
@@ -165,7 +168,8 @@ def frame_html(drawing: Drawing, alt: str) -> str:
     images = []
     for f in drawing.figures:
         buffer = io.BytesIO()
-        f.savefig(buffer, format="webp", dpi=FRAME_DPI, bbox_inches="tight",
+        f.savefig(buffer, format="webp", dpi=min(f.dpi, COLUMN_PX / f.get_figwidth()),
+                  bbox_inches="tight",
                   pil_kwargs={"quality": FRAME_QUALITY})
         data = base64.b64encode(buffer.getvalue()).decode("ascii")
         images.append(f'<img src="data:image/webp;base64,{data}" alt="{html.escape(alt)}" '
@@ -230,8 +234,6 @@ class _FramedFigure:
     """
 
     def __init__(self, draw: Callable[..., None], knobs: dict[str, Knob]) -> None:
-        from tqdm.auto import tqdm
-
         self.draw, self.knobs = draw, knobs
         self.grid = {name: k.grid_control() for name, k in knobs.items()}
         points = list(itertools.product(*(range(len(k.grid)) for k in knobs.values())))
@@ -264,6 +266,15 @@ class _FramedFigure:
         W.jslink((self.grid[name], "index"), (stack, "selected_index"))
         return stack
 
+    @contextlib.contextmanager
+    def _sync(self):
+        """Set one kind of control from the other without either observer reacting."""
+        self._syncing = True
+        try:
+            yield
+        finally:
+            self._syncing = False
+
     def _show(self, live: bool) -> None:
         self.out.layout.display = None if live else "none"
         self.stack.layout.display = "none" if live else None
@@ -273,10 +284,9 @@ class _FramedFigure:
         at the grid's values (the browser has already shown the frame)."""
         if self._syncing:
             return
-        self._syncing = True
-        for name, c in self.fine.items():
-            c.value = self.grid[name].value
-        self._syncing = False
+        with self._sync():
+            for name, c in self.fine.items():
+                c.value = self.grid[name].value
         self.fine_row.layout.display = None
         self._show(live=False)
 
@@ -287,10 +297,9 @@ class _FramedFigure:
             return
         on_grid = {n: _nearest(self.knobs[n].grid, c.value) for n, c in self.fine.items()}
         if all(i is not None for i in on_grid.values()):
-            self._syncing = True
-            for name, i in on_grid.items():
-                self.grid[name].index = i
-            self._syncing = False
+            with self._sync():
+                for name, i in on_grid.items():
+                    self.grid[name].index = i
             self._show(live=False)
             return
         values = {n: c.value for n, c in self.grid.items()}
