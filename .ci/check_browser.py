@@ -121,24 +121,41 @@ def turn(driver, knob, step: int) -> None:
         handle.send_keys((Keys.ARROW_RIGHT if step > 0 else Keys.ARROW_LEFT) * abs(step))
 
 
+def positions(knob) -> int:
+    """How many positions ``knob`` has."""
+    if selects := knob.find_elements(By.TAG_NAME, "select"):
+        return len(Select(selects[0]).options)
+    if buttons := knob.find_elements(By.TAG_NAME, "button"):
+        return len(buttons)
+    handle = knob.find_element(By.CSS_SELECTOR, ".noUi-handle")
+    return round(float(handle.get_attribute("aria-valuemax"))) + 1
+
+
 def check_widget(driver, box, frames: dict[str, str], where: str) -> list[str]:
+    """Turn each knob of ``box`` to two other positions and back; after every turn the
+    figure shown must be the frame of the values the controls show."""
+
+    def shows_its_frame(d) -> bool:
+        labels, src = d.execute_script(READ, box)
+        return src is not None and frames.get(labels) == src
+
     problems = []
-    controls = knobs(box)
-    for k, knob in enumerate(controls):
+    for k, knob in enumerate(knobs(box)):
+        seen = {driver.execute_script(READ, box)[0]}
         for step in (1, 1, -2, -1):  # two other positions, back, and one more
             turn(driver, knob, step)
             try:
-                WebDriverWait(driver, 5).until(
-                    lambda d: frames.get(d.execute_script(READ, box)[0]) ==
-                    d.execute_script(READ, box)[1])
+                WebDriverWait(driver, 10).until(shows_its_frame)
             except Exception:
                 labels, src = driver.execute_script(READ, box)
-                expected = frames.get(labels)
                 problems.append(
                     f"{where}: knob {k + 1} turned by {step:+d}: controls show {labels!r}, "
-                    + ("no frame has these values" if expected is None else
+                    + ("no frame has these values" if labels not in frames else
                        "the figure shown is not their frame"))
                 return problems
+            seen.add(driver.execute_script(READ, box)[0])
+        if len(seen) < min(3, positions(knob)):
+            problems.append(f"{where}: knob {k + 1} did not move: it showed only {seen}")
     return problems
 
 
@@ -148,6 +165,12 @@ def check_page(driver, url: str, page: Path) -> tuple[list[str], int]:
         lambda d: d.execute_script("return document.readyState") == "complete")
     frames = frames_by_alt(page.read_text(encoding="utf-8"))
     problems, turned = [], 0
+    frameless = driver.execute_script(
+        "return [...document.querySelectorAll('.cell_output .widget-vbox')].filter(b => "
+        "b.querySelector('.widget-output') && !b.querySelector('img[alt]')).length")
+    if frameless:
+        problems.append(f"{page.name}: {frameless} figure(s) with knobs and no frames: "
+                        "turning them changes nothing without a kernel")
     if frames:
         WebDriverWait(driver, 60).until(lambda d: d.find_elements(
             By.CSS_SELECTOR, ".cell_output .widget-vbox img"))
