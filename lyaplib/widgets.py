@@ -64,6 +64,7 @@ class Knob:
 
     @property
     def numeric(self) -> bool:
+        """Whether the knob takes any value of a range (with a kernel), not only its grid."""
         return self.step is not None
 
     def live_control(self) -> W.Widget:
