@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import html
 import http.server
 import json
 import re
@@ -94,8 +95,7 @@ def frames_by_alt(page_html: str) -> dict[str, str]:
         if model["model_name"] == "HTMLModel":
             value = model["state"].get("value", "")
             if (alt := ALT.search(value)) and (src := SRC.search(value)):
-                frames[alt.group(1).replace("&quot;", '"').replace("&amp;", "&")] = \
-                    src.group(1)
+                frames[html.unescape(alt.group(1))] = src.group(1)
     return frames
 
 
