@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import cells, scale, stats, uncertainty
 from .cells import AutogradCell, Cell
-from .orthonormalize import orthonormalize
+from .orthonormalize import orthonormalize, random_basis
 from .spectrum import LyapunovError, LyapunovResult, LyapunovWarning, lyapunov_spectrum
 
 try:  # the version is written once, in pyproject.toml
@@ -32,7 +32,7 @@ _SUBMODULES = ("aelle", "benchmark", "claims", "data", "flossing", "force", "fra
 
 __all__ = [
     "AutogradCell", "Cell", "LyapunovError", "LyapunovResult", "LyapunovWarning",
-    "lyapunov_spectrum", "orthonormalize", "cells", "scale", "stats", "uncertainty",
+    "lyapunov_spectrum", "orthonormalize", "random_basis", "cells", "scale", "stats", "uncertainty",
     *_SUBMODULES,
 ]
 

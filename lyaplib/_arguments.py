@@ -5,12 +5,15 @@ replacement."""
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import warnings
 
 import torch
 from torch import Tensor, nn
 
 from .cells.base import Cell
+from .orthonormalize import random_basis
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -27,10 +30,30 @@ def positive_int(value, name: str) -> int:
     return int_at_least(value, 1, name)
 
 
-def int_at_least(value, low: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise LyapunovError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
+def int_at_least(value, low: int, name: str, *, optional: bool = False,
+                 error: type[Exception] = LyapunovError) -> int | None:
+    """``value`` as an int >= ``low`` (numpy's ints too, never a bool or a float), or
+    None where ``optional``; else ``error`` naming ``name``."""
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise error(f"{name} must be an int >= {low}{' or None' * optional}, got {value!r}")
+    return int(value)
+
+
+def real(value, name: str, *, above: float | None = None, low: float | None = None,
+         optional: bool = False, error: type[Exception] = ValueError) -> float | None:
+    """``value`` as a finite float (never a bool), > ``above`` and >= ``low`` where given,
+    or None where ``optional``; else ``error`` naming ``name``."""
+    if optional and value is None:
+        return None
+    bound = "" if above is None else f" > {above}"
+    bound += "" if low is None else f" >= {low}"
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    if not ok or (above is not None and not value > above) or (low is not None and value < low):
+        raise error(f"{name} must be a finite number{bound}{' or None' * optional}, "
+                    f"got {value!r}")
+    return float(value)
 
 
 def dtype_and_device(cell, inputs, h0, dtype, device=None) -> tuple[torch.dtype, torch.device]:
@@ -108,9 +131,8 @@ def check_Q0(Q0, k, B, dim, dtype, device) -> Tensor:
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= dim):
         raise LyapunovError(f"k must be an int with 1 <= k <= D = {dim}, got {k!r}")
     if Q0 is None:
-        k = dim if k is None else k
-        eye = torch.eye(dim, k, dtype=dtype, device=device)
-        return eye.expand(B, dim, k).clone()
+        basis = random_basis(dim, dim if k is None else k, dtype=dtype, device=device)
+        return basis.expand(B, *basis.shape).clone()
     if not isinstance(Q0, Tensor) or Q0.ndim not in (2, 3):
         raise LyapunovError("Q0 must be a tensor of shape (D, k) or (B, D, k)")
     if Q0.ndim == 2:

@@ -12,12 +12,13 @@ One network (any :class:`~lyaplib.models.RecurrentClassifier`, e.g. a
 
     flosser = Flosser(model, k=16)
     flosser.run(task, steps=500)                 # flossing before training
-    history = train_flossed(model, task, epochs=1000, schedule=FlossingSchedule(k=16))
+    history = train_flossed(model, task, iterations=1000, schedule=FlossingSchedule(k=16))
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,9 +26,21 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ._arguments import int_at_least, real
 from .population import Population
 from .spectrum import lyapunov_spectrum
 from .tasks import DelayedBitsTask, Task
+
+
+def _settings(k, target, length, warmup, lr) -> tuple[int, float, int, int, float]:
+    """A flosser's settings, checked: each bad one named."""
+    k = int_at_least(k, 1, "k", error=ValueError)
+    target = real(target, "target")  # a NaN target would write NaN into the weights
+    length = int_at_least(length, 2, "length", error=ValueError)
+    warmup = int_at_least(warmup, 0, "warmup", error=ValueError)
+    if not warmup < length:
+        raise ValueError(f"warmup must be in [0, length = {length}), got {warmup}")
+    return k, target, length, warmup, real(lr, "lr", above=0)
 
 
 def flossing_loss(exponents: Tensor, target: float | Tensor = 0.0) -> Tensor:
@@ -58,8 +71,13 @@ class Flosser:
     def __init__(self, model: nn.Module | Population, k: int, *, target: float = 0.0,
                  length: int = 55, warmup: int = 16, lr: float = 1e-3, batch: int = 1,
                  jacobian: str = "full", only: Sequence[bool] | Tensor | None = None):
-        if not 0 <= warmup < length:
-            raise ValueError(f"warmup must be in [0, length = {length}), got {warmup}")
+        if not isinstance(model, (nn.Module, Population)):
+            raise ValueError(f"model must be a module or a Population, got "
+                             f"{type(model).__name__}")
+        k, target, length, warmup, lr = _settings(k, target, length, warmup, lr)
+        batch = int_at_least(batch, 1, "batch", error=ValueError)
+        if not isinstance(jacobian, str):
+            raise ValueError(f"jacobian must be a convention's name, got {jacobian!r}")
         self.only = None
         if only is not None:
             P = model.P if isinstance(model, Population) else None
@@ -107,6 +125,7 @@ class Flosser:
         """``steps`` flossing steps, each on fresh inputs of ``task``; returns the losses
         (steps,) or (steps, P)."""
         losses = []
+        steps = int_at_least(steps, 1, "steps", error=ValueError)
         for _ in tqdm(range(steps), desc="flossing", disable=not progress):
             (x, _), = task.batches("train", self.batch, generator)
             if x.shape[1] < self.length:
@@ -119,7 +138,9 @@ class Flosser:
 @dataclass(frozen=True)
 class FlossingSchedule:
     """When to floss, and how (Engelken's defaults: 500 steps before training, 500 more at
-    epochs 100 and 200, k = 75 of N = 80, estimated on 55 steps after a 16-step warm-up)."""
+    training iterations 100 and 200, k = 75 of N = 80, estimated on 55 steps after a
+    16-step warm-up). ``at``: the training iterations (one batch each; Engelken's code
+    calls them epochs) before which ``steps`` more flossing steps run."""
 
     k: int
     before: int = 500
@@ -130,6 +151,16 @@ class FlossingSchedule:
     lr: float = 1e-3
     target: float = 0.0
     jacobian: str = "full"
+
+    def __post_init__(self):
+        for name, low in (("k", 1), ("before", 0), ("steps", 1)):
+            int_at_least(getattr(self, name), low, name, error=ValueError)
+        if not isinstance(self.at, (tuple, list)):
+            raise ValueError(f"at must be a tuple of training iterations, got {self.at!r}")
+        for i in self.at:
+            int_at_least(i, 1, "at's iterations", error=ValueError)
+        object.__setattr__(self, "at", tuple(int(i) for i in self.at))
+        _settings(self.k, self.target, self.length, self.warmup, self.lr)
 
     def flosser(self, model: nn.Module | Population,
                 only: Sequence[bool] | Tensor | None = None) -> Flosser:
@@ -142,15 +173,16 @@ class FlossingSchedule:
 class FlossingHistory:
     """What :func:`train_flossed` recorded; (…, P) columns for a population.
 
-    ``loss``: (epochs, P) training loss per epoch;  ``accuracy``: (n, P) test accuracy at
-    ``accuracy_epochs``;  ``flossing``: the flossing losses of each phase, by the epoch it
-    preceded;  ``seconds_training`` and ``seconds_flossing``: host wall time of each part
-    (on a GPU, queued work is counted where the host waits for it).
+    ``loss``: (iterations, P) training loss of each iteration (one batch);  ``accuracy``:
+    (n, P) test accuracy after the iterations ``accuracy_iterations``;  ``flossing``: the
+    flossing losses of each phase, by the iteration it preceded;  ``seconds_training``
+    and ``seconds_flossing``: host wall time of each part (on a GPU, queued work is
+    counted where the host waits for it).
     """
 
     loss: Tensor
     accuracy: Tensor
-    accuracy_epochs: list[int]
+    accuracy_iterations: list[int]
     flossing: dict[int, Tensor] = field(default_factory=dict)
     seconds_training: float = 0.0
     seconds_flossing: float = 0.0
@@ -160,57 +192,78 @@ class FlossingHistory:
         """(P,) the last recorded test accuracy."""
         return self.accuracy[-1]
 
+    @property
+    def accuracy_epochs(self) -> list[int]:
+        """Deprecated name of :attr:`accuracy_iterations` (they were never epochs)."""
+        warnings.warn("FlossingHistory.accuracy_epochs is deprecated: use "
+                      "accuracy_iterations", DeprecationWarning, stacklevel=2)
+        return self.accuracy_iterations
+
 
 def train_flossed(model: nn.Module | Population,
-                  tasks: DelayedBitsTask | Sequence[DelayedBitsTask], *, epochs: int,
-                  schedule: FlossingSchedule | None = None,
+                  tasks: DelayedBitsTask | Sequence[DelayedBitsTask], *,
+                  iterations: int | None = None, schedule: FlossingSchedule | None = None,
                   flossed: Sequence[bool] | Tensor | None = None, batch_size: int = 16,
                   lr: float = 1e-3, clip: float | None = 0.03,
                   eval_every: int = 50, eval_batch: int = 128,
-                  generator: torch.Generator | None = None, progress: bool = False
-                  ) -> FlossingHistory:
-    """Train on a delayed-bits task with Adam, flossing on ``schedule`` (None: never).
+                  generator: torch.Generator | None = None, progress: bool = False,
+                  epochs: int | None = None) -> FlossingHistory:
+    """Train on a delayed-bits task with Adam for ``iterations`` iterations, flossing on
+    ``schedule`` (None: never).
 
-    Each epoch is one batch of fresh sequences (as in Engelken's code). The training
-    batches, the flossing inputs and the test sets come from three generators seeded from
+    Each iteration is one batch of fresh sequences (Engelken's code calls them epochs;
+    ``epochs=`` is the deprecated name of ``iterations``). The training batches, the
+    flossing inputs and the test sets come from three generators seeded from
     ``generator``, so that a run with flossing and one without see the same training and
     test data (a paired comparison). Every network of a population sees the same input
     bits, each with the targets of its own task. ``flossed``: for a population, which
     networks the schedule flosses (default all), so that networks with and without
-    flossing train side by side. ``model`` is one network (``tasks`` one task) or a
+    flossing train side by side. ``model`` is one network (``tasks`` one task), trained
+    with Adam at ``lr`` and gradients clipped to norm ``clip`` (None: no clipping); or a
     :class:`~lyaplib.population.Population` (``tasks`` one per network, so that networks
-    of different delays train side by side; its own Adam learning rates and clipping
-    apply, and ``lr``/``clip`` are ignored). Gradients are clipped to norm ``clip``
-    per network. Test accuracy (fresh sequences, scored steps only) is recorded every
-    ``eval_every`` epochs and after the last.
+    of different delays train side by side), which trains with its own learning rates
+    and clipping, so an ``lr`` or ``clip`` other than the defaults is refused there. Test accuracy (fresh sequences, scored steps only) is recorded every
+    ``eval_every`` iterations and after the last.
     """
+    iterations = _iterations(iterations, epochs)
     population = isinstance(model, Population)
+    if population and (lr != 1e-3 or clip != 0.03):
+        raise ValueError(f"lr, clip: a Population trains with its own learning rates and "
+                         f"clipping (Population(models, lrs, clip=...)); got lr={lr}, "
+                         f"clip={clip}")
+    lr = real(lr, "lr", above=0)
+    clip = real(clip, "clip", above=0, optional=True)
+    batch_size = int_at_least(batch_size, 1, "batch_size", error=ValueError)
+    eval_every = int_at_least(eval_every, 1, "eval_every", error=ValueError)
+    eval_batch = int_at_least(eval_batch, 1, "eval_batch", error=ValueError)
     tasks = list(tasks) if isinstance(tasks, Sequence) else [tasks]
     P = model.P if population else 1
     if len(tasks) != P:
         raise ValueError(f"tasks: need one task per network ({P}), got {len(tasks)}")
+    if not all(isinstance(t, DelayedBitsTask) for t in tasks):
+        raise ValueError("tasks must be DelayedBitsTask objects (one per network)")
     if len({(t.length, t.scale) for t in tasks}) != 1:
         raise ValueError("tasks must share one sequence length and input scale (networks "
                          "run side by side on the same inputs)")
     parameters = list(model.parameters())
     optimizer = None if population else torch.optim.Adam(parameters, lr=lr)
     flosser = schedule.flosser(model, flossed) if schedule else None
-    history = FlossingHistory(loss=torch.zeros(epochs, P), accuracy=torch.zeros(0, P),
-                              accuracy_epochs=[])
+    history = FlossingHistory(loss=torch.zeros(iterations, P), accuracy=torch.zeros(0, P),
+                              accuracy_iterations=[])
     seeds = torch.randint(2**62, (3,), generator=generator).tolist()
     data, floss_data, test_data = (torch.Generator().manual_seed(s) for s in seeds)
-    losses, accuracies = [], []  # kept on the device: no host sync per epoch
+    losses, accuracies = [], []  # kept on the device: no host sync per iteration
 
-    def floss(epoch: int, steps: int) -> None:
+    def floss(iteration: int, steps: int) -> None:
         start = time.perf_counter()
-        history.flossing[epoch] = flosser.run(tasks[0], steps, generator=floss_data)
+        history.flossing[iteration] = flosser.run(tasks[0], steps, generator=floss_data)
         history.seconds_flossing += time.perf_counter() - start
 
-    for epoch in tqdm(range(epochs), desc="training", disable=not progress):
-        if flosser is not None and schedule.before and epoch == 0:
-            floss(epoch, schedule.before)
-        elif flosser is not None and epoch in schedule.at:
-            floss(epoch, schedule.steps)
+    for iteration in tqdm(range(iterations), desc="training", disable=not progress):
+        if flosser is not None and schedule.before and iteration == 0:
+            floss(iteration, schedule.before)
+        elif flosser is not None and iteration in schedule.at:
+            floss(iteration, schedule.steps)
         start = time.perf_counter()
         x, y = _draw(tasks, batch_size, data, parameters[0])
         if population:
@@ -225,21 +278,43 @@ def train_flossed(model: nn.Module | Population,
             optimizer.step()
             losses.append(loss.detach().view(1))
         history.seconds_training += time.perf_counter() - start
-        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
-            accuracies.append(accuracy(model, tasks, eval_batch, test_data))
-            history.accuracy_epochs.append(epoch + 1)
+        if (iteration + 1) % eval_every == 0 or iteration + 1 == iterations:
+            accuracies.append(fresh_accuracy(model, tasks, eval_batch, test_data))
+            history.accuracy_iterations.append(iteration + 1)
     history.loss = torch.stack(losses).cpu()
     history.accuracy = torch.stack(accuracies)
     return history
 
 
+def _iterations(iterations: int | None, epochs: int | None) -> int:
+    """``iterations``, or the deprecated ``epochs`` (with a warning); exactly one."""
+    if epochs is not None:
+        if iterations is not None:
+            raise ValueError("pass iterations= only (epochs= is its deprecated name)")
+        warnings.warn("train_flossed(epochs=...) is deprecated: each was one batch; use "
+                      "iterations=", DeprecationWarning, stacklevel=3)
+        iterations = epochs
+    if iterations is None:
+        raise ValueError("iterations: how many training iterations (batches) to run")
+    return int_at_least(iterations, 1, "iterations", error=ValueError)
+
+
 @torch.no_grad()
-def accuracy(model: nn.Module | Population, tasks: Sequence[DelayedBitsTask], size: int = 128,
-             generator: torch.Generator | None = None) -> Tensor:
-    """(P,) accuracy of each network on ``size`` fresh sequences of its task (scored steps)."""
+def fresh_accuracy(model: nn.Module | Population, tasks: Sequence[DelayedBitsTask],
+                   size: int = 128, generator: torch.Generator | None = None) -> Tensor:
+    """(P,) accuracy of each network on the same ``size`` fresh sequences, scored by its
+    own task (for one network, ``tasks`` holds its one task)."""
     x, y = _draw(tasks, size, generator, next(model.parameters()))
     out = model(x, per_network=True) if isinstance(model, Population) else model(x[0])[0][None]
-    return tasks[0].accuracy(out, y).cpu()
+    return tasks[0].correct_fraction(out, y).cpu()
+
+
+def __getattr__(name: str):
+    if name == "accuracy":  # the old name, one release
+        warnings.warn("lyaplib.flossing.accuracy is deprecated: use fresh_accuracy (tasks "
+                      "have accuracy(model, split))", DeprecationWarning, stacklevel=2)
+        return fresh_accuracy
+    raise AttributeError(f"module 'lyaplib.flossing' has no attribute {name!r}")
 
 
 def _draw(tasks: Sequence[DelayedBitsTask], size: int, generator: torch.Generator | None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -151,9 +152,10 @@ def _vmapped(template: ForceRNN, buffers: dict[str, Tensor]):
     return lambda x: batched(weights, x)
 
 
-def train_and_measure(nets: Sequence[ForceRNN], target: Tensor, train_steps: int, *, k: int,
-                      sequences: int = 2, steps: int = 600, warmup: int = 200, seed: int = 0,
-                      progress: bool = True) -> list[dict]:
+def train_and_measure_population(nets: Sequence[ForceRNN], target: Tensor, train_steps: int,
+                                 *, k: int, sequences: int = 2, steps: int = 600,
+                                 warmup: int = 200, seed: int = 0,
+                                 progress: bool = True) -> list[dict]:
     """FORCE-train ``nets`` on one shared ``target`` (T,), then compute every trained,
     closed-loop network's top-``k`` spectrum from its final state (``sequences`` copies,
     ``steps`` steps after ``warmup``), all networks in one engine call.
@@ -172,3 +174,12 @@ def train_and_measure(nets: Sequence[ForceRNN], target: Tensor, train_steps: int
     return [{"g": net.g, "train_error": float(trained.train_error[i]),
              "test_error": float(trained.test_error[i]), "spectrum": spectra[i].tolist(),
              "run_id": str(i)} for i, net in enumerate(nets)]
+
+
+def __getattr__(name: str):
+    if name == "train_and_measure":  # the old name, one release (it meant two things)
+        warnings.warn("lyaplib.force.train_and_measure is deprecated: use "
+                      "train_and_measure_population (lyaplib.sweeps.train_and_measure "
+                      "trains one configuration of a task)", DeprecationWarning, stacklevel=2)
+        return train_and_measure_population
+    raise AttributeError(f"module 'lyaplib.force' has no attribute {name!r}")

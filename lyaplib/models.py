@@ -39,17 +39,27 @@ class Architecture:
     """One recurrent architecture, as the models and the chapters use it.
 
     ``build(input_size, hidden_size, **hyperparameters)`` returns the trainable module;
-    ``as_cell(module, jacobian)`` reads it as a Cell sharing its weights. ``fused``: the
-    module is a torch.nn layer whose forward runs a whole (B, T, I) sequence in one
-    kernel. ``in_aelle_zoo``: one of the eight architectures of the AeLLE paper.
+    ``as_cell(module, jacobian)`` reads it as a Cell sharing its weights, for each
+    convention in ``jacobians`` (where "hidden" and "full" both appear for a module
+    whose state is h alone, they are the same system). ``fused``: the module is a
+    torch.nn layer whose forward runs a whole (B, T, I) sequence in one kernel.
+    ``in_aelle_zoo``: one of the eight architectures of the AeLLE paper.
     """
 
     display_name: str
     build: Callable[..., nn.Module]
-    as_cell: Callable[[nn.Module, JacobianConvention], cells.Cell]
+    as_cell: Callable[[nn.Module, str], cells.Cell]
+    jacobians: tuple[str, ...] = ("full", "hidden")
     fused: bool = False
     drive: DriveEntry | None = None
     in_aelle_zoo: bool = False
+
+    def cell(self, module: nn.Module, jacobian: str) -> cells.Cell:
+        """``as_cell(module, jacobian)``, refusing a convention it cannot honour."""
+        if jacobian not in self.jacobians:
+            raise ValueError(f"jacobian: the {self.display_name} has the Jacobian "
+                             f"conventions {self.jacobians}, got {jacobian!r}")
+        return self.as_cell(module, jacobian)
 
 
 def _torch_layer(kind: type[nn.RNNBase]) -> Callable[..., nn.Module]:
@@ -57,8 +67,12 @@ def _torch_layer(kind: type[nn.RNNBase]) -> Callable[..., nn.Module]:
                                                       **hp)
 
 
-def _itself(module: nn.Module, jacobian: JacobianConvention) -> cells.Cell:
-    return module  # the zoo's modules are their own Cells
+def _itself(module: nn.Module, jacobian: str) -> cells.Cell:
+    """The zoo's modules are their own Cells; one built with another convention (the
+    ARU's "main") is read through a view that shares its weights."""
+    if getattr(module, "convention", jacobian) == jacobian:
+        return module
+    return module.with_convention(jacobian)
 
 
 _TORCH_DRIVE = "module.weight_ih_l0", "module.weight_hh_l0"
@@ -73,12 +87,14 @@ ARCHITECTURES: dict[str, Architecture] = {
                         fused=True, drive=DriveEntry(*_TORCH_DRIVE), in_aelle_zoo=True),
     "antisymmetric": Architecture("antisymmetric RNN", cells.AntisymmetricRNN, _itself,
                                   in_aelle_zoo=True),
-    "cornn": Architecture("coRNN", cells.CoRNN, _itself, in_aelle_zoo=True),
+    # coRNN and LEM carry two state vectors (y, z): no "hidden" system is defined
+    "cornn": Architecture("coRNN", cells.CoRNN, _itself, ("full",), in_aelle_zoo=True),
     "lipschitz": Architecture("Lipschitz RNN", cells.LipschitzRNN, _itself, in_aelle_zoo=True),
     "noisy": Architecture("noisy RNN", cells.NoisyRNN, _itself, in_aelle_zoo=True),
-    "lem": Architecture("LEM", cells.LEM, _itself, in_aelle_zoo=True),
+    "lem": Architecture("LEM", cells.LEM, _itself, ("full",), in_aelle_zoo=True),
     "gamma": Architecture("gamma RNN", cells.GammaRNN, _itself, drive=DriveEntry("U", "W")),
-    "aru": Architecture("ARU", cells.ARU, _itself, drive=DriveEntry("U", "W")),
+    "aru": Architecture("ARU", cells.ARU, _itself, ("full", "main"),
+                        drive=DriveEntry("U", "W")),
 }
 """Every architecture by name; a new one is its class plus one entry here."""
 
@@ -273,9 +289,10 @@ class RecurrentClassifier(nn.Module):
         """N, the width of the recurrent layer."""
         return self.recurrent.hidden_size
 
-    def cell(self, jacobian: JacobianConvention = "full") -> cells.Cell:
-        """The recurrent part as a Cell sharing this model's weights."""
-        return self.spec.as_cell(self.recurrent, jacobian)
+    def cell(self, jacobian: str = "full") -> cells.Cell:
+        """The recurrent part as a Cell sharing this model's weights; ``jacobian``: one of
+        the architecture's conventions (``ARCHITECTURES[name].jacobians``)."""
+        return self.spec.cell(self.recurrent, jacobian)
 
 
 class RecurrentTagger(RecurrentClassifier):

@@ -10,7 +10,9 @@ algorithm accumulates.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -104,6 +106,34 @@ def _cholesky_pass(M: Tensor, shift: float = 0.0) -> tuple[Tensor, Tensor, Tenso
     # R^-1 of the small k x k factor, then one GEMM: much faster than a (D, k) triangular solve
     R_inv = torch.linalg.solve_triangular(L.mT, eye, upper=True)
     return M @ R_inv, torch.diagonal(L, dim1=-2, dim2=-1), info
+
+
+BASIS_SEED = 0  # the seed of the engine's default initial basis
+
+
+def random_basis(dim: int, k: int, *, seed: int = BASIS_SEED, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str | None = None) -> Tensor:
+    """A (dim, k) random orthonormal basis: the engine's default ``Q0``.
+
+    Why random: a basis of coordinate vectors (the identity's columns) stays inside any
+    coordinate subspace the dynamics map into itself (a diagonal or triangular map, two
+    networks side by side), and the QR algorithm then measures that subspace's exponents.
+    A random basis lies in no such subspace (with probability 1).
+
+    Why reproducible: the entries are drawn from NumPy's legacy ``RandomState(seed)``,
+    whose stream NumPy keeps frozen across releases (NEP 19), in float64 on the host, and
+    orthonormalised there by Householder QR; so every run, machine and device starts from
+    the same basis, cast to ``dtype`` on ``device`` last. Column j is drawn before column
+    j + 1 and does not depend on k, so the basis for k is the first k columns of the
+    basis for any larger k (top-k runs are the leading part of a full run).
+    """
+    return _random_basis(dim, k, seed).to(device=device, dtype=dtype, copy=True)
+
+
+@lru_cache(maxsize=16)
+def _random_basis(dim: int, k: int, seed: int) -> Tensor:
+    gauss = np.random.RandomState(seed).standard_normal((k, dim)).T  # column by column
+    return householder(torch.from_numpy(np.ascontiguousarray(gauss)))[0]
 
 
 METHODS: dict[str, Orthonormalizer] = {"householder": householder, "cholesky_qr": cholesky_qr}

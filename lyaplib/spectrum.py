@@ -40,7 +40,17 @@ class LyapunovResult:
     """Lyapunov exponents estimated by ``lyapunov_spectrum``.
 
     Exponents are per step, in natural-log units ("nats") unless converted with
-    ``in_bits()``; index i is the i-th largest (as the QR ordering gives it).
+    ``in_bits()``. Each sequence's k exponents are in descending order (so is their mean,
+    ``exponents``): index i is the i-th largest. The QR's j-th column measures the growth
+    of j-dimensional volumes beyond the first j - 1, so after the warm-up its order is
+    already descending except within statistical error of nearly equal exponents, or for
+    a ``Q0`` inside an invariant subspace; the engine sorts each sequence's totals, and
+    the trace and the blocks follow the same permutation (column j belongs to exponent j).
+    Where directions cross within the run (one grows fastest early, another later), the
+    first column follows the largest growth *so far*, so the totals are the window's
+    finite-time exponents, sorted, while a block's or the trace's columns may be out of
+    order for a while (a block's column 2 growing faster than its column 1 until the
+    cumulative growths swap).
 
     Attributes:
         per_sequence: (B, k) float64, one spectrum per input sequence.
@@ -52,7 +62,8 @@ class LyapunovResult:
         block_sums: (n, B, k) float64 sums of log R_ii over consecutive blocks of steps,
             for the within-trajectory error bars (``blocks`` of ``lyapunov_spectrum``).
         block_steps: (n,) accumulated steps at the end of each block.
-        state: (B, S) final state;  Q: (B, D, k) final orthonormal basis.
+        state: (B, S) final state;  Q: (B, D, k) final orthonormal basis, in the QR's own
+            column order (pass it as ``Q0`` to continue the run).
         unit: "nats" or "bits".
     """
 
@@ -250,7 +261,11 @@ def lyapunov_spectrum(
         h0: initial state (B, S) or (S,), S = ``cell.state_dim`` (= D unless the cell
             carries more state than it has exponents); default ``cell.initial_state(B)``.
         Q0: initial basis (D, k) or (B, D, k), orthonormalised first; default
-            the first k columns of the identity.
+            :func:`~lyaplib.random_basis` (a fixed, seeded random basis on
+            the cell's device and dtype, the same for every sequence and run). Not the
+            identity: its columns stay inside any coordinate subspace that the map keeps
+            invariant (diagonal and triangular maps, networks side by side), where the QR
+            would measure that subspace's exponents instead of the largest.
         dtype: dtype of the state and Q, torch.float32 or torch.float64 (for reference
             runs); default the cell's parameter dtype. log R_ii always sums in float64.
         device: where the state and Q live, e.g. "cuda" for a map without parameters
@@ -277,7 +292,7 @@ def lyapunov_spectrum(
             the exponents' values. Default: all T - warmup steps.
 
     Returns:
-        A :class:`LyapunovResult`.
+        A :class:`LyapunovResult`: each sequence's exponents in descending order.
 
     Raises:
         LyapunovError: on a bad argument (naming it), when the cell's first step returns
@@ -290,7 +305,10 @@ def lyapunov_spectrum(
     """
     check_cell(cell)
     dim = positive_int(getattr(cell, "dim", None), "cell.dim")
-    ortho = get_method(method)
+    try:
+        ortho = get_method(method)
+    except ValueError as e:
+        raise LyapunovError(str(e)) from None
     warmup = int_at_least(warmup, 0, "warmup")
     ortho_every = int_at_least(ortho_every, 1, "ortho_every")
     check_real_with_data(cell, inputs, h0, Q0)
@@ -337,10 +355,12 @@ def lyapunov_spectrum(
                 health.check()
     health.check()
 
-    per_sequence = log_r / (T - warmup)
+    # each sequence's exponents in descending order; the trace and blocks follow them
+    order = log_r.detach().argsort(dim=-1, descending=True, stable=True)
+    per_sequence = log_r.gather(-1, order) / (T - warmup)
     _warn_if_imprecise(per_sequence.detach().mean(0), dtype, ortho_every)
     return LyapunovResult(per_sequence=per_sequence, steps=T - warmup, dim=dim,
-                          state=state.detach(), Q=Q.detach(), **record.fields())
+                          state=state.detach(), Q=Q.detach(), **record.fields(order))
 
 
 class _Record:
@@ -371,13 +391,16 @@ class _Record:
             self.ends.append(log_r.detach())
             self.end_steps.append(steps)
 
-    def fields(self) -> dict:
+    def fields(self, order: Tensor) -> dict:
+        """The result's fields, columns permuted by ``order`` (B, k)."""
         kept = {}
         if self.keep_trace:
-            kept = {"trace_per_sequence": torch.stack(self.trace).detach(),
+            trace = torch.stack(self.trace).detach()
+            kept = {"trace_per_sequence": trace.gather(-1, order.expand_as(trace)),
                     "trace_steps": torch.tensor(self.trace_steps)}
         if self.ends:
             ends = torch.stack(self.ends)
+            ends = ends.gather(-1, order.expand_as(ends))
             kept["block_sums"] = torch.diff(ends, dim=0, prepend=torch.zeros_like(ends[:1]))
             kept["block_steps"] = torch.tensor(self.end_steps)
         return kept

@@ -11,6 +11,7 @@ spectrum. :mod:`lyaplib.training` trains on any of them.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -50,13 +51,34 @@ class Task(Protocol):
         """(count, length, input_size) held-out inputs that drive the spectrum."""
         ...
 
+    # Optional, for tasks with right and wrong answers (SequenceClassificationTask,
+    # DelayedBitsTask): ``accuracy(model, split="test") -> float``, the fraction of
+    # ``model``'s answers on ``split`` that are right. One name, one signature: the
+    # training functions call it for every task that has it.
+
 
 def _lstm_predictor(task, config: RunConfig) -> LSTMPredictor:
+    owner = type(task).__name__
     if config.architecture != "lstm":
-        raise ValueError(f"config.architecture: {type(task).__name__} trains an "
-                         f"LSTMPredictor, so it must be 'lstm', got {config.architecture!r}")
+        raise ValueError(f"config.architecture: {owner} trains an LSTMPredictor, so it "
+                         f"must be 'lstm', got {config.architecture!r}")
+    if config.options:
+        raise ValueError(f"config.options: {owner}'s LSTMPredictor takes no options, got "
+                         f"{config.options}")
+    if config.init is None:
+        raise ValueError(f"config.init: {owner}'s LSTMPredictor starts every weight on "
+                         "U(-init, init), so init must be a number > 0, got None")
     return LSTMPredictor(task.input_size, config.hidden_size, task.output_size,
                          dropout=config.dropout, init=config.init)
+
+
+def _recurrent_model(task, config: RunConfig, kind: type[RecurrentClassifier]):
+    """The task's RecurrentClassifier (or Tagger), refusing what it cannot honour."""
+    if config.dropout:
+        raise ValueError(f"config.dropout: {type(task).__name__}'s {kind.__name__} has no "
+                         f"dropout; pass dropout=0.0, got {config.dropout}")
+    return kind(config.architecture, task.input_size, config.hidden_size, task.output_size,
+                init=config.init, **config.options)
 
 
 class CharTask(Task):
@@ -150,8 +172,7 @@ class SequenceClassificationTask(Task):
 
     def make_model(self, config: RunConfig) -> RecurrentClassifier:
         """A :class:`~lyaplib.models.RecurrentClassifier` of ``config.architecture``."""
-        return RecurrentClassifier(config.architecture, self.input_size, config.hidden_size,
-                                   self.output_size, init=config.init, **config.options)
+        return _recurrent_model(self, config, RecurrentClassifier)
 
     def lyapunov_inputs(self, count: int = 10, length: int = 112) -> Tensor:
         """(count, length, I): consecutive test images read one after another."""
@@ -247,17 +268,39 @@ class DelayedBitsTask(Task):
         return (per_step * scored).sum() / scored.sum()
 
     @staticmethod
-    def accuracy(out: Tensor, target: Tensor) -> Tensor:
+    def correct_fraction(out: Tensor, target: Tensor) -> Tensor:
         """Fraction of scored steps whose logit has the target's sign, over the last two
         axes: logits (..., B, T, 1), targets (..., B, T) -> (...)."""
         scored = target >= 0
         right = ((out.squeeze(-1) > 0) == (target > 0.5)) & scored
         return right.flatten(-2).sum(-1) / scored.flatten(-2).sum(-1)
 
+    @torch.no_grad()
+    def accuracy(self, model: nn.Module, split: str = "test", batch_size: int = 500, *,
+                 seed: int = 0) -> float:
+        """Fraction of scored steps ``model`` gets right on ``batch_size`` fresh sequences,
+        drawn reproducibly from ``seed`` and the split (the Task protocol's accuracy)."""
+        if isinstance(model, Tensor):  # the old accuracy(out, target), one release
+            warnings.warn("DelayedBitsTask.accuracy(out, target) is deprecated: it is now "
+                          "accuracy(model, split); use correct_fraction(out, target)",
+                          DeprecationWarning, stacklevel=2)
+            return self.correct_fraction(model, split)
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        offset = ("train", "val", "test").index(split)
+        generator = torch.Generator().manual_seed(3 * seed + offset)
+        x, y = self.sample(batch_size, generator)
+        was_training = model.training
+        model.eval()
+        try:
+            out, _ = model(x.to(next(model.parameters())))
+        finally:
+            model.train(was_training)
+        return float(self.correct_fraction(out, y.to(out.device)))
+
     def make_model(self, config: RunConfig) -> RecurrentTagger:
         """A :class:`~lyaplib.models.RecurrentTagger` (one logit per step)."""
-        return RecurrentTagger(config.architecture, 1, config.hidden_size, 1,
-                               init=config.init, **config.options)
+        return _recurrent_model(self, config, RecurrentTagger)
 
     def lyapunov_inputs(self, count: int = 10, length: int = 100) -> Tensor:
         """(count, length, 1) random bits (from a fixed seed)."""

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 from tqdm.auto import tqdm
 
+from ._arguments import int_at_least, real
 from ._io import atomic_write, stable_id
 from .benchmark import timed_call
 from .cells.base import jacobian_convention
@@ -39,13 +40,17 @@ from .tasks import Task
 class RunConfig:
     """One training run, validated. ``max_batches`` caps an epoch (small presets; None:
     all data), ``val_batches`` the validation. ``options``: keyword arguments for the
-    model's recurrent module (e.g. ``{"nonlinearity": "relu"}``); JSON values only."""
+    model's recurrent module (e.g. ``{"nonlinearity": "relu"}``); JSON values only.
+    ``init``: the U(-init, init) half-width of every weight, or None for each
+    architecture's own initialisation (the classification tasks only). A task refuses a
+    field its model cannot honour (``dropout`` > 0 for the classifiers, ``options`` for
+    the LSTM predictor)."""
 
     hidden_size: int = 128
     architecture: str = "lstm"
     dropout: float = 0.1
     lr: float = 2e-3
-    init: float = 0.08
+    init: float | None = 0.08
     epochs: int = 15
     batch_size: int = 128
     max_batches: int | None = None
@@ -55,18 +60,21 @@ class RunConfig:
     options: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
-        for name in ("hidden_size", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_batches", "val_batches"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be None or >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.dropout < 1:
+        # exact types: True == 1 and 1000.0 == 1000 would train alike under other run ids
+        for name, low, optional in (("hidden_size", 1, False), ("epochs", 1, False),
+                                    ("batch_size", 1, False), ("seed", 0, False),
+                                    ("max_batches", 1, True), ("val_batches", 1, True)):
+            checked = int_at_least(getattr(self, name), low, name, optional=optional,
+                                   error=ValueError)
+            object.__setattr__(self, name, checked)
+        object.__setattr__(self, "lr", real(self.lr, "lr", above=0))  # 1 and 1.0: one id
+        object.__setattr__(self, "init", real(self.init, "init", above=0, optional=True))
+        object.__setattr__(self, "clip", real(self.clip, "clip", above=0, optional=True))
+        object.__setattr__(self, "dropout", real(self.dropout, "dropout", low=0))
+        if not self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.clip is not None and not self.clip > 0:
-            raise ValueError(f"clip must be None or > 0, got {self.clip}")
+        if not isinstance(self.options, dict):
+            raise ValueError(f"options must be a dict, got {type(self.options).__name__}")
         get_architecture(self.architecture)  # a ValueError that lists the registered names
 
     @property
@@ -116,9 +124,10 @@ class LyapunovTracker:
     Args:
         inputs: (B, T, I) held-out inputs (the paper: 10 sequences x 100 steps).
         epochs: the epochs to measure at; None for every epoch (and epoch 0).
-        jacobian: the convention passed to ``model.cell``: for an LSTM "hidden" (the
-            paper's N exponents) or "full" (the (h, c) system, 2N). ``state=`` is its
-            deprecated name.
+        jacobian: the convention passed to ``model.cell`` (default "hidden"), which
+            refuses one the model does not have: for an LSTM "hidden" (the paper's N
+            exponents) or "full" (the (h, c) system, 2N); for the ARU "full" or "main".
+            ``state=`` is its deprecated name.
         k, warmup: passed to :func:`~lyaplib.lyapunov_spectrum`.
         dtype: default :func:`~lyaplib.scale.analysis_dtype` of the model's device:
             float64 on the CPU, float32 on CUDA (float64 is 32x slower on most GPUs; the
@@ -128,13 +137,12 @@ class LyapunovTracker:
     """
 
     def __init__(self, inputs: Tensor, epochs: Sequence[int] | None = None, *,
-                 jacobian: JacobianConvention | None = None, k: int | None = None,
+                 jacobian: str | None = None, k: int | None = None,
                  warmup: int = 0, dtype: torch.dtype | None = None,
                  state: JacobianConvention | None = None):
         if inputs.ndim != 3:
             raise ValueError(f"inputs must be (B, T, I), got shape {tuple(inputs.shape)}")
-        self.jacobian = jacobian_convention(jacobian, state, ("hidden", "full"),
-                                            "LyapunovTracker")
+        self.jacobian = jacobian_convention(jacobian, state, None, "LyapunovTracker")
         self.inputs, self.k, self.warmup, self.dtype = inputs, k, warmup, dtype
         self.epochs = None if epochs is None else set(epochs)
 
@@ -315,7 +323,7 @@ def train_population(task: Task, configs: Sequence[RunConfig], *,
         if spectra_at:
             row["spectrum_at"] = {str(f): v[i].tolist() for f, v in spectra_at.items()}
             row["spectrum"] = row["spectrum_at"][str(max(spectra_at))]
-        if hasattr(task, "accuracy"):
+        if callable(getattr(task, "accuracy", None)):  # the Task protocol's optional method
             row["accuracy"] = task.accuracy(pop.model(i), "test")
         rows.append(row)
     return rows

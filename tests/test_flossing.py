@@ -41,9 +41,9 @@ def test_delayed_task_scores_only_defined_steps():
     _, y = task.sample(3, torch.Generator().manual_seed(0))
     perfect = (2 * y - 1).unsqueeze(-1) * 10  # right sign on scored steps
     perfect[:, :4] = -perfect[:, :4] + 5  # nonsense on the unscored ones
-    assert torch.allclose(task.accuracy(perfect, y), torch.tensor(1.0))
+    assert torch.allclose(task.correct_fraction(perfect, y), torch.tensor(1.0))
     assert task.loss(perfect, y) < 1e-4
-    assert float(task.accuracy(-perfect, y)) == 0.0
+    assert float(task.correct_fraction(-perfect, y)) == 0.0
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -131,9 +131,9 @@ def test_unflossed_networks_of_a_mixed_population_train_as_without_flossing():
     tasks = [DelayedBitsTask("xor", 2, 40)] * 2
     schedule = FlossingSchedule(k=3, before=3, at=(2,), steps=2, length=30, warmup=5)
     mixed, plain = population(), population()
-    h_mixed = train_flossed(mixed, tasks, epochs=4, schedule=schedule, flossed=[True, False],
+    h_mixed = train_flossed(mixed, tasks, iterations=4, schedule=schedule, flossed=[True, False],
                             generator=torch.Generator().manual_seed(0))
-    h_plain = train_flossed(plain, tasks, epochs=4, generator=torch.Generator().manual_seed(0))
+    h_plain = train_flossed(plain, tasks, iterations=4, generator=torch.Generator().manual_seed(0))
     for name, p in plain.stacked().items():
         assert torch.allclose(mixed.stacked()[name][1], p[1], atol=1e-6), name
         assert torch.equal(p[0], p[1]), name  # identical twins without flossing
@@ -148,11 +148,11 @@ def test_train_flossed_schedule_and_population_of_delays():
     tasks = [DelayedBitsTask("xor", d, 40) for d in (2, 4)]
     readout = population.stacked()["readout.weight"].detach().clone()
     schedule = FlossingSchedule(k=3, before=4, at=(5,), steps=2, length=30, warmup=5)
-    history = train_flossed(population, tasks, epochs=8, schedule=schedule, eval_every=4,
+    history = train_flossed(population, tasks, iterations=8, schedule=schedule, eval_every=4,
                             generator=torch.Generator().manual_seed(0))
     assert sorted(history.flossing) == [0, 5]
     assert history.flossing[0].shape == (4, 2) and history.flossing[5].shape == (2, 2)
-    assert history.loss.shape == (8, 2) and history.accuracy_epochs == [4, 8]
+    assert history.loss.shape == (8, 2) and history.accuracy_iterations == [4, 8]
     assert history.final_accuracy.shape == (2,)
     assert not torch.equal(readout, population.stacked()["readout.weight"])  # trained
     assert history.seconds_flossing > 0 and history.seconds_training > 0
@@ -161,7 +161,7 @@ def test_train_flossed_schedule_and_population_of_delays():
 def test_train_flossed_learns_a_short_delayed_copy():
     model = _tagger(0, N=16)
     task = DelayedBitsTask("copy", 2, 30)
-    history = train_flossed(model, task, epochs=300, lr=1e-2, clip=None, eval_every=100,
+    history = train_flossed(model, task, iterations=300, lr=1e-2, clip=None, eval_every=100,
                             generator=torch.Generator().manual_seed(0))
     assert float(history.final_accuracy) > 0.9
     fresh = accuracy(model, [task], 256, torch.Generator().manual_seed(5))
@@ -172,9 +172,9 @@ def test_train_flossed_bad_arguments():
     population = Population([_tagger(0), _tagger(1)], [1e-3] * 2,
                             forward_kwargs={"stepwise": True})
     with pytest.raises(ValueError, match="one task per network"):
-        train_flossed(population, [DelayedBitsTask()], epochs=1)
+        train_flossed(population, [DelayedBitsTask()], iterations=1)
     with pytest.raises(ValueError, match="share one sequence length and input scale"):
         train_flossed(population, [DelayedBitsTask(length=50), DelayedBitsTask(length=60)],
-                      epochs=1)
+                      iterations=1)
     with pytest.raises(ValueError, match="differentiable population cell"):
         population.cell(lambda m: m.cell(), torch.float64, differentiable=True)

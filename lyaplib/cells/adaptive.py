@@ -8,6 +8,7 @@ a smooth ReLU (s = 0) and a sigmoid (s = 1); n sets the sharpness.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -183,6 +184,14 @@ class ARU(RecurrentModule):
     @property
     def state_dim(self) -> int:
         return self.hidden_size * (1 + self.controller_size)
+
+    def with_convention(self, jacobian: str) -> ARU:
+        """This network read with another Jacobian convention: a view sharing its weights."""
+        jacobian = jacobian_convention(jacobian, None, ("full", "main"), "cells.ARU")
+        view = copy.copy(self)  # the parameter dict is shared, the attributes are not
+        view.convention = jacobian
+        view.dim = self.state_dim if jacobian == "full" else self.hidden_size
+        return view
 
     def gains(self, g: Tensor) -> tuple[Tensor, Tensor]:
         """(n, s) of every neuron from its controller state g (..., N, C)."""

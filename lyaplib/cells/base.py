@@ -133,9 +133,11 @@ def check_sizes(input_size: int, hidden_size: int) -> None:
                          f"got {input_size} and {hidden_size}")
 
 
-def jacobian_convention(jacobian: str | None, state: str | None, allowed: Sequence[str],
-                        owner: str) -> str:
-    """The Jacobian convention of a cell, from ``jacobian=`` or the deprecated ``state=``.
+def jacobian_convention(jacobian: str | None, state: str | None,
+                        allowed: Sequence[str] | None, owner: str) -> str:
+    """The Jacobian convention of a cell, from ``jacobian=`` or the deprecated ``state=``;
+    one of ``allowed`` (the first by default), or with ``allowed`` None any name, which
+    the model's ``cell`` then checks ("hidden" by default).
 
     ``state=`` used to name the convention, which collided with the state tensor that
     every other ``state`` in the library is; it still works, with a DeprecationWarning.
@@ -146,7 +148,12 @@ def jacobian_convention(jacobian: str | None, state: str | None, allowed: Sequen
         warnings.warn(f"{owner}(state=...) is deprecated; use jacobian={state!r}",
                       DeprecationWarning, stacklevel=3)
         jacobian = state
-    jacobian = allowed[0] if jacobian is None else jacobian
+    if jacobian is None:
+        return "hidden" if allowed is None else allowed[0]
+    if allowed is None:
+        if not isinstance(jacobian, str):
+            raise ValueError(f"{owner}: jacobian must be a convention's name, got {jacobian!r}")
+        return jacobian
     if jacobian not in allowed:
         raise ValueError(f"{owner}: jacobian must be one of {tuple(allowed)}, got {jacobian!r}")
     return jacobian
