@@ -27,7 +27,7 @@ except PackageNotFoundError:  # a source tree on sys.path without installing it
 
 # loaded on first use, so that ``import lyaplib`` stays light (no matplotlib, no data)
 _SUBMODULES = ("aelle", "benchmark", "claims", "data", "flossing", "force", "fractional", "models",
-               "perturbations", "plotting", "population", "sweeps", "tasks", "testing",
+               "perturbations", "plotting", "population", "store", "sweeps", "tasks", "testing",
                "training", "widgets")
 
 __all__ = [

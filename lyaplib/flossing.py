@@ -222,8 +222,9 @@ def train_flossed(model: nn.Module | Population,
     with Adam at ``lr`` and gradients clipped to norm ``clip`` (None: no clipping); or a
     :class:`~lyaplib.population.Population` (``tasks`` one per network, so that networks
     of different delays train side by side), which trains with its own learning rates
-    and clipping, so an ``lr`` or ``clip`` other than the defaults is refused there. Test accuracy (fresh sequences, scored steps only) is recorded every
-    ``eval_every`` iterations and after the last.
+    and clipping, so an ``lr`` or ``clip`` other than the defaults is refused there.
+    Test accuracy (fresh sequences, scored steps only) is recorded every ``eval_every``
+    iterations and after the last.
     """
     iterations = _iterations(iterations, epochs)
     population = isinstance(model, Population)

@@ -1,17 +1,8 @@
-"""The results store and resumable sweeps.
-
-A :class:`ResultStore` is a folder holding an SQLite database of result rows (JSON-ready
-dicts, one per trained network) and the checkpoints of the runs still in progress::
+"""Resumable sweeps into a results store (:mod:`lyaplib.store`)::
 
     store = ResultStore("data/results/charrnn_ci.results")
     rows = run_sweep(configs, run, store)     # trains only what is not stored yet
     store.rows()                              # every row, in the order they were added
-
-Many processes may read and write one store at once (SQLite in write-ahead-log mode; each
-append is one transaction), and a process killed at any moment loses at most the run it
-was in: a row is either stored whole or not at all, and that run resumes from its last
-checkpoint. Because the checkpoints live inside the store, deleting the store's folder
-recomputes everything (a stale checkpoint can never be resumed into a new store).
 
 A sweep runs one configuration after another in this process, or hands them to any
 ``concurrent.futures`` executor (``run_sweep(..., executor=...)``: a process pool, a Dask
@@ -22,16 +13,19 @@ cluster, Slurm through submitit); the workers return rows, and the process that 
 from __future__ import annotations
 
 import functools
-import json
 import os
-import shutil
-import sqlite3
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    BrokenExecutor,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,189 +33,15 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from ._io import remove_orphaned_temporaries
 from ._io import stable_id as stable_id  # public here: names settings in store paths
+from .store import DamagedStoreError as DamagedStoreError  # public here too, as before
+from .store import ResultStore, as_store
 from .training import LyapunovTracker, RunConfig, train
 
 if TYPE_CHECKING:
     from .tasks import Task
 
-DATABASE = "rows.sqlite"
-CHECKPOINTS = "checkpoints"
-SCHEMA = ("CREATE TABLE IF NOT EXISTS rows (n INTEGER PRIMARY KEY AUTOINCREMENT, "
-          "run_id TEXT UNIQUE, row TEXT NOT NULL)")
-BUSY_SECONDS = 120.0  # how long a writer waits for another's transaction before failing
 POLL_SECONDS = 1.0  # how often the jobs of an executor without concurrent futures are polled
-
-
-class DamagedStoreError(RuntimeError):
-    """A results store whose files cannot be read back; the message names the file."""
-
-
-class ResultStore:
-    """Result rows in the folder ``path`` (created on the first write), safe for concurrent
-    writers and crashes. A row with a ``run_id`` is stored at most once."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if self.path.is_file():
-            raise ValueError(f"path: a results store is a folder, but {self.path} is a file "
-                             "(results files of earlier versions are not read: delete it "
-                             "to recompute)")
-        self.database = self.path / DATABASE
-        self.checkpoints = self.path / CHECKPOINTS
-
-    def __repr__(self) -> str:
-        return f"ResultStore({str(self.path)!r})"
-
-    def __len__(self) -> int:
-        if not self.database.is_file():
-            return 0
-        with self._connect() as db:
-            return db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
-
-    def __contains__(self, run_id: str) -> bool:
-        return run_id in self.run_ids()
-
-    def append(self, *rows: dict) -> None:
-        """Add ``rows`` in one transaction: all are stored, or (on any error) none.
-
-        Raises ``ValueError`` naming a ``run_id`` that is already stored or repeated, and
-        ``TypeError`` for a row that is not a JSON-ready dict.
-        """
-        records = []
-        for i, row in enumerate(rows):
-            if not isinstance(row, dict):
-                raise TypeError(f"rows[{i}] must be a dict, got {type(row).__name__}")
-            run_id = row.get("run_id")
-            if run_id is not None and not isinstance(run_id, str):
-                raise TypeError(f"rows[{i}]['run_id'] must be a str, got {type(run_id).__name__}")
-            records.append((run_id, json.dumps(row)))  # TypeError for what JSON cannot hold
-        self.path.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            try:
-                db.execute("BEGIN IMMEDIATE")  # take the write lock now, not halfway through
-                db.executemany("INSERT INTO rows (run_id, row) VALUES (?, ?)", records)
-                db.execute("COMMIT")
-            except sqlite3.IntegrityError:
-                db.execute("ROLLBACK")
-                ids = [r for r, _ in records if r is not None]
-                stored = self.run_ids()
-                twice = next((r for r in ids if r in stored), None) or next(
-                    r for r in ids if ids.count(r) > 1)
-                raise ValueError(f"run_id {twice!r} is already in {self} or repeated in "
-                                 "rows; nothing was added") from None
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-
-    def rows(self) -> list[dict]:
-        """Every stored row, in the order they were added."""
-        if not self.database.is_file():
-            return []
-        with self._connect() as db:
-            found = db.execute("SELECT n, row FROM rows ORDER BY n").fetchall()
-        rows = []
-        for n, text in found:
-            try:
-                rows.append(json.loads(text))
-            except json.JSONDecodeError as exc:
-                raise DamagedStoreError(f"{self.database}: row {n} is not valid JSON ({exc}); "
-                                        f"delete {self.path} to recompute") from None
-        return rows
-
-    def run_ids(self) -> set[str]:
-        """The ``run_id`` of every stored row that has one."""
-        if not self.database.is_file():
-            return set()
-        with self._connect() as db:
-            return {r for (r,) in db.execute("SELECT run_id FROM rows WHERE run_id IS NOT NULL")}
-
-    def checkpoint(self, run_id: str) -> Path:
-        """Where the run ``run_id`` keeps its checkpoint while in progress."""
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        return self.checkpoints / f"{run_id}.pt"
-
-    def clean(self) -> list[Path]:
-        """Delete what killed processes left behind: temporary files of dead writers, and
-        checkpoints of runs whose row is stored. Returns the deleted paths."""
-        if not self.checkpoints.is_dir():
-            return []
-        removed = remove_orphaned_temporaries(self.checkpoints)
-        done = self.run_ids()
-        for checkpoint in self.checkpoints.glob("*.pt"):
-            if checkpoint.stem in done:
-                checkpoint.unlink(missing_ok=True)
-                removed.append(checkpoint)
-        return removed
-
-    def all_or_none(self, count: int, compute: Callable[[], list[dict]]) -> list[dict]:
-        """The rows of a family of runs computed together (e.g. one population): the stored
-        rows when there are ``count`` of them; otherwise the store is emptied, ``compute()``
-        runs, and its ``count`` rows are stored in one transaction."""
-        rows = self.rows()
-        if len(rows) == count:
-            return rows
-        self.delete()
-        rows = compute()
-        if len(rows) != count:
-            raise ValueError(f"compute() returned {len(rows)} rows, expected count={count}")
-        self.append(*rows)
-        return self.rows()
-
-    def delete(self) -> None:
-        """Delete the store: its rows and checkpoints."""
-        shutil.rmtree(self.path, ignore_errors=True)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        if not self.database.exists() and Path(f"{self.database}-wal").exists():
-            # Its write-ahead log would be replayed into a new database of the same name.
-            raise DamagedStoreError(f"{self.database} was deleted but its log "
-                                    f"{self.database}-wal was not: delete the whole folder "
-                                    f"{self.path} to recompute")
-        db = None
-        try:
-            db = _open(self.database)
-            yield db
-        except sqlite3.OperationalError as exc:  # locked past BUSY_SECONDS, disk full, ...
-            raise sqlite3.OperationalError(f"{self.database}: {exc}") from exc
-        except sqlite3.DatabaseError as exc:  # not a database, malformed pages
-            raise DamagedStoreError(f"{self.database} is damaged or not a results store "
-                                    f"({exc}); delete {self.path} to recompute") from None
-        finally:
-            if db is not None:
-                db.close()
-
-
-def _open(database: Path) -> sqlite3.Connection:
-    """A connection to ``database`` in WAL mode, with the rows table.
-
-    SQLite answers "database is locked" at once, without waiting, where waiting could
-    deadlock: two connections that have both read and both want to write, as when two
-    processes create a store at the same moment (the switch to WAL, the CREATE TABLE). The
-    loser retries here, until BUSY_SECONDS.
-    """
-    deadline = time.monotonic() + BUSY_SECONDS
-    while True:
-        db = sqlite3.connect(database, timeout=BUSY_SECONDS, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # a committed row survives a power cut too
-            db.execute(SCHEMA)
-            return db
-        except BaseException as exc:
-            db.close()
-            locked = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
-            if not locked or time.monotonic() > deadline:
-                raise
-        time.sleep(0.01)
-
-
-def as_store(store: ResultStore | str | os.PathLike) -> ResultStore:
-    """``store`` itself, or the store in the folder it names."""
-    return store if isinstance(store, ResultStore) else ResultStore(store)
 
 
 def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dict],
@@ -241,11 +61,17 @@ def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dic
     runs go to its workers, and ``run`` must be picklable there. This process stays the
     only writer of ``store``: workers return rows, and it stores each as it arrives. The
     checkpoints are in the store's folder, so a worker that dies is resumed from its
-    checkpoint when the workers share that folder. A run that raises, or whose worker
-    dies, is submitted again up to ``retries`` times; one that fails every time is
-    reported in a :class:`SweepError`, with its traceback, after every other run is
-    stored. Without an executor, runs go one after another in this process and the first
-    error is raised as it is.
+    checkpoint when the workers share that folder. A run that raises (``SystemExit`` and
+    ``KeyboardInterrupt`` in a worker included), is cancelled, or whose worker dies, is
+    submitted again up to ``retries`` times; a ``ProcessPoolExecutor`` that breaks when
+    one of its processes dies is replaced by an equal one (at most ``retries`` times). A
+    run that fails every time, or returns a row that cannot be stored, is reported in a
+    :class:`SweepError`, with its traceback, after every other run is stored; an executor
+    that stops taking work (shut down, broken) ends the sweep with a ``RuntimeError``
+    naming it. Without an executor, runs go one after another in this process and the
+    first error is raised (a run's ``sys.exit`` as a ``RuntimeError`` naming the run).
+    Several drivers may run one sweep on one store: a run another driver has stored is
+    skipped, and a row stored twice is kept once (the first).
     """
     store = as_store(store)
     ids = [c.run_id for c in configs]
@@ -345,7 +171,7 @@ def _attempt(work: Callable[..., list[dict]], args: tuple, attempt: int) -> tupl
     has seen, so a retry with the same arguments would return the same failure."""
     try:
         return True, work(*args)
-    except Exception:
+    except BaseException:  # SystemExit and KeyboardInterrupt too: they end the run, not us
         return False, traceback.format_exc()
 
 
@@ -353,75 +179,142 @@ def _execute(work: Callable[..., list[dict]], jobs: dict[str, tuple], store: Res
              executor: Executor | None, retries: int, progress: bool, desc: str,
              finished: Callable[[str], None] = lambda key: None) -> None:
     """Run ``work(*jobs[key])`` for every key, here or on ``executor``, and store the rows
-    each returns in one transaction (then call ``finished(key)``)."""
+    each returns in one transaction (then call ``finished(key)``). A job whose rows
+    another process stored meanwhile is skipped, and its rows, if it ran, dropped."""
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries must be an int >= 0, got {retries!r}")
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise TypeError("executor must be None or have a submit(fn, *args) method (a "
                         f"concurrent.futures.Executor), got {type(executor).__name__}")
-    bar = tqdm(total=len(jobs), desc=desc, disable=not progress or not jobs)
-    with bar:
+    with tqdm(total=len(jobs), desc=desc, disable=not progress or not jobs) as bar:
         if executor is None:
             for key, args in jobs.items():
-                store.append(*work(*args))
+                if key not in store.run_ids():  # not stored by another driver meanwhile
+                    try:
+                        rows = work(*args)
+                    except SystemExit as exc:  # a run must not end the sweep in silence
+                        raise RuntimeError(f"run {key} called sys.exit({exc.code})") from exc
+                    _store(store, key, rows)
                 finished(key)
                 bar.update()
             return
-        attempts: Counter[str] = Counter()
-        pending: dict[object, str] = {}
-        failures: dict[str, str] = {}
-        broken: BaseException | None = None
+        _Driver(work, jobs, store, executor, retries, bar, finished).run()
 
-        def submit(key: str) -> None:
-            nonlocal broken
-            attempts[key] += 1
+
+def _store(store: ResultStore, key: str, rows: object) -> None:
+    """Store a job's rows in one transaction, naming the job if they cannot be stored."""
+    try:
+        store.append(*rows, skip_stored=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"run {key} returned rows that cannot be stored: {exc}") from exc
+
+
+class _Driver:
+    """The loop of :func:`_execute` over an executor's futures: retries, a process pool
+    replaced when one of its processes dies, every storable row stored."""
+
+    def __init__(self, work, jobs, store, executor, retries, bar, finished):
+        self.work, self.jobs, self.store, self.executor = work, jobs, store, executor
+        self.retries, self.bar, self.finished = retries, bar, finished
+        self.attempts: Counter[str] = Counter()
+        self.pending: dict[object, str] = {}
+        self.failures: dict[str, str] = {}
+        self.broken: BaseException | None = None
+        self.owned: list[Executor] = []  # replacement pools, shut down at the end
+
+    def run(self) -> None:
+        try:
+            for key in self.jobs:
+                self.submit(key)
+            while self.pending:
+                # No reference to a finished future may outlive this line: Dask recomputes
+                # the results, held by a worker that dies, of the futures still referenced.
+                finished_now = [(self.pending.pop(f), _outcome(f))
+                                for f in _first_done(self.pending)]
+                for key, outcome in finished_now:
+                    self.settle(key, *outcome)
+        finally:
+            for pool in self.owned:
+                pool.shutdown(wait=False, cancel_futures=True)
+        if self.broken is not None:
+            raise RuntimeError(
+                f"executor: {self.executor!r} stopped taking work ({self.broken!r}). "
+                f"{len(self.jobs) - len(self.failures)} of {len(self.jobs)} runs are stored "
+                "and the checkpoints of the others kept: run the sweep again, with a new "
+                "executor, to resume them") from self.broken
+        if self.failures:
+            raise SweepError(self.failures)
+
+    def settle(self, key: str, ok: bool, value: object) -> None:
+        if ok:
             try:
-                pending[executor.submit(_attempt, work, jobs[key], attempts[key])] = key
-            except BrokenExecutor as exc:  # e.g. a ProcessPoolExecutor whose worker died
-                broken = broken or exc
-                failures[key] = "".join(traceback.format_exception(exc))
+                _store(self.store, key, value)
+                self.finished(key)
+            except TypeError as exc:  # the same rows would come back: no retry
+                self.failures[key] = "".join(traceback.format_exception(exc))
+        elif self.attempts[key] <= self.retries and self.broken is None:
+            self.submit(key)
+            return
+        else:
+            self.failures[key] = value
+        self.bar.update()
 
-        for key in jobs:
-            submit(key)
-        while pending:
-            # No reference to a finished future may outlive this line: Dask recomputes the
-            # results, held by a worker that dies, of the futures still referenced.
-            finished_now = [(pending.pop(f), _outcome(f)) for f in _first_done(pending)]
-            for key, (ok, value) in finished_now:
-                if ok:
-                    store.append(*value)
-                    finished(key)
-                elif attempts[key] <= retries and broken is None:
-                    submit(key)
-                    continue
-                else:
-                    failures[key] = value
-                bar.update()
-    if broken is not None:
-        raise RuntimeError(f"executor: {executor!r} stopped taking work ({broken!r}; a "
-                           "ProcessPoolExecutor does after one of its processes dies). "
-                           f"{len(jobs) - len(failures)} of {len(jobs)} runs are stored and "
-                           "the checkpoints of the others kept: run the sweep again, with "
-                           "a new executor, to resume them") from broken
-    if failures:
-        raise SweepError(failures)
+    def submit(self, key: str) -> None:
+        if key in self.store.run_ids():  # stored by another driver meanwhile
+            self.finished(key)
+            self.bar.update()
+            return
+        self.attempts[key] += 1
+        for _ in range(2):
+            try:
+                future = self.executor.submit(_attempt, self.work, self.jobs[key],
+                                              self.attempts[key])
+                self.pending[future] = key
+                return
+            except (BrokenExecutor, RuntimeError) as exc:  # a dead or shut-down executor
+                if not self.replace():
+                    self.broken = self.broken or exc
+                    self.failures[key] = "".join(traceback.format_exception(exc))
+                    self.bar.update()
+                    return
+
+    def replace(self) -> bool:
+        """A process pool one of whose processes died breaks for good: start an equal one
+        (its runs resume from their checkpoints). Other executors cannot be replaced."""
+        old = self.executor
+        if not isinstance(old, ProcessPoolExecutor) or len(self.owned) > self.retries:
+            return False
+        self.executor = ProcessPoolExecutor(
+            max_workers=getattr(old, "_max_workers", None),
+            mp_context=getattr(old, "_mp_context", None),
+            initializer=getattr(old, "_initializer", None),
+            initargs=getattr(old, "_initargs", ()))
+        self.owned.append(self.executor)
+        return True
 
 
 def _outcome(future) -> tuple[bool, object]:
-    """What :func:`_attempt` returned, or (False, the traceback) if it never returned."""
+    """What :func:`_attempt` returned, or (False, the traceback) if it never returned.
+    The future is done, so ``result()`` does not wait: whatever it raises (a worker's
+    SystemExit forwarded by the pool included) is that job's failure, not this process's."""
     try:
         return future.result()
-    except Exception as exc:  # its worker died, or the executor cancelled it
+    except BaseException as exc:  # its worker died, or the executor cancelled it
         return False, "".join(traceback.format_exception(exc))
 
 
 def _first_done(futures: Collection) -> list:
     """The futures that are done, waiting for at least one. ``concurrent.futures`` futures
     (Dask's executor makes these too) are waited on; others (submitit's jobs) polled."""
-    if all(isinstance(f, Future) for f in futures):
-        return list(wait(futures, return_when=FIRST_COMPLETED).done)
+    # done() is also true of a future cancelled without notice (shutdown(cancel_futures=
+    # True)), which concurrent.futures.wait never counts as done: so it only ever waits
+    # for a while, and done() decides
+    concurrent = all(isinstance(f, Future) for f in futures)
     while not (done := [f for f in futures if f.done()]):
-        time.sleep(POLL_SECONDS)
+        if concurrent:
+            wait(futures, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+        else:
+            time.sleep(POLL_SECONDS)
     return done
 
 

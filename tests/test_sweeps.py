@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from lyaplib import store as store_module
 from lyaplib import sweeps, training
 from lyaplib._io import _HOST, atomic_write, remove_orphaned_temporaries
 
@@ -125,7 +126,7 @@ def _hold_write_lock(database) -> sqlite3.Connection:
     database.parent.mkdir(parents=True, exist_ok=True)
     other = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
-    other.execute(sweeps.SCHEMA)
+    other.execute(store_module.SCHEMA)
     return other
 
 
@@ -145,7 +146,7 @@ def test_a_writer_waits_for_another_that_is_creating_the_store(tmp_path):
 
 
 def test_a_store_locked_for_longer_than_busy_seconds_names_its_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweeps, "BUSY_SECONDS", 0.3)
+    monkeypatch.setattr(store_module, "BUSY_SECONDS", 0.3)
     store = sweeps.ResultStore(tmp_path / "results")
     other = _hold_write_lock(store.database)
     began = time.monotonic()
