@@ -111,7 +111,13 @@ def check_inputs(inputs, h0, dtype, device) -> tuple[Tensor | None, int, int]:
     B, T, _ = inputs.shape
     if B < 1 or T < 1:
         raise LyapunovError(f"inputs must have B >= 1 and T >= 1, got shape {tuple(inputs.shape)}")
-    return inputs.to(device=device, dtype=dtype), T, B
+    inputs = inputs.to(device=device, dtype=dtype)
+    bad = ~torch.isfinite(inputs)
+    if bool(bad.any()):  # one host sync, before the loop
+        b, t, i = (int(j) for j in bad.nonzero()[0])
+        raise LyapunovError(f"inputs must be finite; got {float(inputs[b, t, i])} at "
+                            f"sequence {b}, step {t}, input {i} (in {dtype})")
+    return inputs, T, B
 
 
 def check_h0(h0, cell, B, state_dim, dtype, device) -> Tensor:

@@ -15,6 +15,7 @@ The pipeline of Vogt et al. (AeLLE):
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -200,9 +201,19 @@ def pca(x: Tensor) -> tuple[Tensor, Tensor]:
 # ----------------------------------------------------------------------------- classifiers
 
 def good_labels(losses: Tensor, threshold: float | None = None) -> Tensor:
-    """True where the loss is below ``threshold`` (default: the median of ``losses``)."""
+    """True where the loss is below ``threshold`` (default: the median of ``losses``).
+    A non-finite loss (a diverged network) counts as the worst, +inf: it is bad, and it
+    moves the median as one bad network, never making every label False."""
     losses = torch.as_tensor(losses, dtype=torch.float64)
-    return losses < (losses.median() if threshold is None else threshold)
+    if losses.ndim != 1 or not len(losses):
+        raise ValueError(f"losses must be a non-empty (R,) vector, got shape "
+                         f"{tuple(losses.shape)}")
+    losses = torch.where(torch.isfinite(losses) | (losses == -math.inf), losses, math.inf)
+    if threshold is None:
+        threshold = losses.median()
+    elif not math.isfinite(threshold):
+        raise ValueError(f"threshold must be finite or None, got {threshold}")
+    return losses < threshold
 
 
 @dataclass(frozen=True)

@@ -142,12 +142,14 @@ class Population(nn.Module):
         With ``differentiable`` its weights are the population's live parameters."""
         return PopulationCell(self, make_cell, dtype, differentiable=differentiable)
 
-    def spectra(self, make_cell, inputs: Tensor, **engine_kwargs) -> tuple[Tensor, LyapunovResult]:
+    def spectra(self, make_cell, inputs: Tensor,
+                **engine_kwargs) -> tuple[Tensor, list[LyapunovResult]]:
         """(P, k) mean spectra of all networks driven by the same ``inputs`` (B, T, I),
         computed in one call of the engine, in ``dtype`` if given, else
         :func:`~lyaplib.scale.analysis_dtype` of the population's device (float64 on the
         CPU, float32 on CUDA); with ``differentiable=True``, in the population's dtype, with
-        gradients to its parameters."""
+        gradients to its parameters. Also each network's own
+        :class:`~lyaplib.LyapunovResult` (its B sequences), for its error bars."""
         differentiable = engine_kwargs.get("differentiable", False)
         default = None if differentiable else analysis_dtype(self.lrs.device)
         dtype = engine_kwargs.pop("dtype", default)
@@ -155,7 +157,7 @@ class Population(nn.Module):
         B = inputs.shape[0]
         result = lyapunov_spectrum(cell, inputs.repeat(self.P, 1, 1), dtype=dtype,
                                    **engine_kwargs)
-        return result.per_sequence.view(self.P, B, -1).mean(1), result
+        return result.per_sequence.view(self.P, B, -1).mean(1), result.split(self.P)
 
 
 class _Call(nn.Module):

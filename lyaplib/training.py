@@ -273,18 +273,29 @@ def train_population(task: Task, configs: Sequence[RunConfig], *,
     """Train the networks of ``configs`` (one architecture and size; their own ``init``,
     ``lr`` and ``seed``) as one :class:`~lyaplib.population.Population`; one row each.
 
-    All networks see the same batches (the first config's :func:`epoch_batches`), for
-    ``epochs``/``max_batches``/``batch_size`` of the first config. At each of
+    All networks see the same batches (the first config's :func:`epoch_batches`), so the
+    configs must share ``epochs``, ``batch_size``, ``max_batches``, ``val_batches``,
+    ``clip``, ``dropout`` and ``options`` (refused otherwise). At each of
     ``le_fractions`` of the training steps (0: before training, 1: the end) the
     validation loss and, given ``le_inputs`` (B, T, I), the spectrum of every
     network are recorded. Rows hold the config, ``val_loss`` and ``spectrum``
     (at the end), ``val_loss_at`` and ``spectrum_at`` ({fraction: ...}) and
     ``accuracy`` on the test split when the task has one.
     """
+    if not configs:
+        raise ValueError("configs: a population needs at least one config")
     first = configs[0]
     shapes = {(c.architecture, c.hidden_size) for c in configs}
     if len(shapes) != 1:
         raise ValueError(f"a population needs one architecture and size, got {sorted(shapes)}")
+    # every network trains on the first config's schedule: a row must not claim another
+    for name in ("epochs", "batch_size", "max_batches", "val_batches", "clip", "dropout",
+                 "options"):
+        values = [getattr(c, name) for c in configs]
+        if any(v != values[0] for v in values):
+            raise ValueError(f"configs: a population trains every network with one {name}; "
+                             f"got {values}. Train the configs that differ as their own "
+                             "populations (one per value)")
     if any(not 0 <= f <= 1 for f in le_fractions):
         raise ValueError(f"le_fractions must lie in [0, 1], got {list(le_fractions)}")
     device = device or torch.device("cpu")

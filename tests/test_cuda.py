@@ -89,8 +89,8 @@ def test_a_population_trains_and_measures_on_cuda_as_on_the_cpu():
     torch.testing.assert_close(results["cuda"][1], results["cpu"][1], rtol=0, atol=1e-8)
     pop = population.Population(nets, [1e-2] * 3, forward_kwargs={"stepwise": True}).to(CUDA)
     pop = pop.float()
-    spectra, result = pop.spectra(lambda m: m.cell("full"), inputs.float().to(CUDA))
-    assert result.per_sequence.dtype == F64 and torch.isfinite(spectra).all()
+    spectra, results = pop.spectra(lambda m: m.cell("full"), inputs.float().to(CUDA))
+    assert results[0].per_sequence.dtype == F64 and torch.isfinite(spectra).all()
 
 
 def test_aelle_fits_and_compares_on_cuda():

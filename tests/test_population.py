@@ -42,11 +42,15 @@ def test_population_equals_separate_networks(arch):
         for name, value in model.state_dict().items():
             torch.testing.assert_close(mine[name], value, rtol=1e-9, atol=1e-12)
     inputs = torch.randn(2, 20, 5, dtype=F64)
-    spectra, result = pop.spectra(lambda m: m.cell("full"), inputs)
+    spectra, results = pop.spectra(lambda m: m.cell("full"), inputs)
+    assert len(results) == 3  # one result per network, from one engine call
     for i in range(3):
-        alone = lyapunov_spectrum(pop.model(i).cell("full"), inputs).exponents
-        torch.testing.assert_close(spectra[i], alone, rtol=1e-10, atol=1e-12)
-    assert result.per_sequence.shape[0] == 3 * 2  # one engine call for all networks
+        alone = lyapunov_spectrum(pop.model(i).cell("full"), inputs)
+        torch.testing.assert_close(spectra[i], alone.exponents, rtol=1e-10, atol=1e-12)
+        # each network's own error bars, not pooled over networks
+        torch.testing.assert_close(results[i].per_sequence, alone.per_sequence,
+                                   rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(results[i].stderr, alone.stderr, rtol=1e-8, atol=1e-12)
 
 
 def test_per_network_batches():

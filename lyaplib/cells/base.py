@@ -238,10 +238,29 @@ class AutogradCell(CellModule):
         return torch.func.vmap(jac, in_dims=(0, None if x is None else 0))(state, x)
 
     def tangent(self, state: Tensor, x: Tensor | None, Q: Tensor) -> tuple[Tensor, Tensor]:
+        nxt = self._checked_step(state, x)
         if self.mode == "jacrev":
-            return self.step_fn(state, x), self.jacobian(state, x) @ Q
+            return nxt, self.jacobian(state, x) @ Q
 
         def push(v: Tensor) -> Tensor:  # v: (B, D), one column of every Q
             return torch.func.jvp(lambda h: self.step_fn(h, x), (state,), (v,))[1]
 
-        return self.step_fn(state, x), torch.func.vmap(push, in_dims=2, out_dims=2)(Q)
+        return nxt, torch.func.vmap(push, in_dims=2, out_dims=2)(Q)
+
+    def _checked_step(self, state: Tensor, x: Tensor | None) -> Tensor:
+        """The step, refused at any step where it changes the state's shape or writes into
+        its argument: the tangent is taken at the argument after the step (checks of
+        metadata only: no host sync)."""
+        from .._arguments import LyapunovError  # the engine's error (it imports this module)
+
+        version = state._version
+        nxt = self.step_fn(state, x)
+        if state._version != version:
+            raise LyapunovError("AutogradCell: step_fn wrote into its state argument (an "
+                                "in-place operation); the tangent would be taken at the "
+                                "changed state. Return a new tensor (h = h + ..., not h += ...)")
+        if nxt.shape != state.shape:
+            raise LyapunovError(f"AutogradCell: step_fn returned a state of shape "
+                                f"{tuple(nxt.shape)} from one of shape {tuple(state.shape)}; "
+                                "the state's shape must not change from step to step")
+        return nxt
