@@ -26,9 +26,9 @@ except PackageNotFoundError:  # a source tree on sys.path without installing it
     __version__ = "0+unknown"
 
 # loaded on first use, so that ``import lyaplib`` stays light (no matplotlib, no data)
-_SUBMODULES = ("aelle", "benchmark", "claims", "data", "flossing", "force", "fractional", "models",
-               "perturbations", "plotting", "population", "store", "sweeps", "tasks", "testing",
-               "training", "widgets")
+_SUBMODULES = ("aelle", "benchmark", "claims", "classify", "data", "flossing", "force",
+               "fractional", "models", "perturbations", "plotting", "population", "store",
+               "sweeps", "tasks", "testing", "training", "widgets")
 
 __all__ = [
     "AutogradCell", "Cell", "LyapunovError", "LyapunovResult", "LyapunovWarning",

@@ -9,19 +9,44 @@ The pipeline of Vogt et al. (AeLLE):
 3. ``PCA`` of the latent codes (the "AeLLE plane");
 4. simple classifiers of good/bad networks (good = loss below the median of
    the training set) on AeLLE PC1 and on LE statistics, scored by
-   ``precision_recall_f1`` on held-out networks.
+   ``precision_recall_f1`` on held-out networks (the classifiers live in
+   :mod:`lyaplib.classify`).
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from .classify import (  # the classifiers, public here as before
+    GroupClassifier as GroupClassifier,
+)
+from .classify import (
+    LinearClassifier as LinearClassifier,
+)
+from .classify import (
+    OrthantClassifier as OrthantClassifier,
+)
+from .classify import (
+    Threshold as Threshold,
+)
+from .classify import (
+    confusion as confusion,
+)
+from .classify import (
+    f1_score as f1_score,
+)
+from .classify import (
+    good_labels as good_labels,
+)
+from .classify import (
+    precision_recall_f1 as precision_recall_f1,
+)
 
 # ----------------------------------------------------------------------------- spectra
 
@@ -196,121 +221,6 @@ def pca(x: Tensor) -> tuple[Tensor, Tensor]:
     axes = vh.T
     signs = torch.sign(axes.gather(0, axes.abs().argmax(0, keepdim=True)))
     return mean, axes * signs
-
-
-# ----------------------------------------------------------------------------- classifiers
-
-def good_labels(losses: Tensor, threshold: float | None = None) -> Tensor:
-    """True where the loss is below ``threshold`` (default: the median of ``losses``).
-    A non-finite loss (a diverged network) counts as the worst, +inf: it is bad, and it
-    moves the median as one bad network, never making every label False."""
-    losses = torch.as_tensor(losses, dtype=torch.float64)
-    if losses.ndim != 1 or not len(losses):
-        raise ValueError(f"losses must be a non-empty (R,) vector, got shape "
-                         f"{tuple(losses.shape)}")
-    losses = torch.where(torch.isfinite(losses) | (losses == -math.inf), losses, math.inf)
-    if threshold is None:
-        threshold = losses.median()
-    elif not math.isfinite(threshold):
-        raise ValueError(f"threshold must be finite or None, got {threshold}")
-    return losses < threshold
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """Predict good where ``sign * (feature - threshold) > 0``."""
-
-    threshold: float
-    sign: float
-
-    def predict(self, feature: Tensor) -> Tensor:
-        """Good (True) or bad for each network, from its feature (R,)."""
-        return self.sign * (torch.as_tensor(feature, dtype=torch.float64) - self.threshold) > 0
-
-    @classmethod
-    def median(cls, feature: Tensor, good: Tensor) -> Threshold:
-        """The median of the training feature, facing the side where good networks lie."""
-        feature = torch.as_tensor(feature, dtype=torch.float64)
-        m = float(feature.median())
-        above = (good & (feature > m)).sum() - (good & (feature <= m)).sum()
-        return cls(m, 1.0 if above >= 0 else -1.0)
-
-    @classmethod
-    def best(cls, feature: Tensor, good: Tensor) -> Threshold:
-        """The threshold and direction with the highest F1 on (validation) data."""
-        feature = torch.as_tensor(feature, dtype=torch.float64)
-        values = feature.sort().values
-        cuts = torch.cat([values[:1] - 1, (values[1:] + values[:-1]) / 2])
-        best = max((f1_score(cls(float(c), s).predict(feature), good), float(c), s)
-                    for c in cuts for s in (1.0, -1.0))
-        return cls(best[1], best[2])
-
-
-@dataclass(frozen=True)
-class LinearClassifier:
-    """Least-squares regression of +-1 labels on features (with a bias); good where > 0."""
-
-    weights: Tensor
-
-    @classmethod
-    def fit(cls, features: Tensor, good: Tensor) -> LinearClassifier:
-        X = _with_bias(features)
-        y = torch.where(good, 1.0, -1.0).double()
-        return cls(torch.linalg.lstsq(X, y.unsqueeze(-1)).solution.squeeze(-1))
-
-    def predict(self, features: Tensor) -> Tensor:
-        """Good (True) or bad for each network, from its features (R, F)."""
-        return _with_bias(features) @ self.weights > 0
-
-
-def _with_bias(features: Tensor) -> Tensor:
-    X = torch.as_tensor(features, dtype=torch.float64)
-    X = X.unsqueeze(-1) if X.ndim == 1 else X
-    return torch.cat([X, X.new_ones(len(X), 1)], dim=1)
-
-
-@dataclass(frozen=True)
-class OrthantClassifier:
-    """Table 4's classifier: the medians of d PCs cut the space into 2^d orthants; the
-    orthants holding more good than bad training networks are predicted good."""
-
-    medians: Tensor
-    good_cells: frozenset
-
-    @classmethod
-    def fit(cls, pcs: Tensor, good: Tensor) -> OrthantClassifier:
-        pcs = torch.as_tensor(pcs, dtype=torch.float64)
-        medians = pcs.median(0).values
-        cells = _cells(pcs, medians)
-        counts: dict[int, int] = {}
-        for c, g in zip(cells.tolist(), good.tolist(), strict=True):
-            counts[c] = counts.get(c, 0) + (1 if g else -1)
-        return cls(medians, frozenset(c for c, n in counts.items() if n > 0))
-
-    def predict(self, pcs: Tensor) -> Tensor:
-        """Good (True) or bad for each network, from its leading PCs (R, d)."""
-        cells = _cells(torch.as_tensor(pcs, dtype=torch.float64), self.medians)
-        return torch.tensor([c in self.good_cells for c in cells.tolist()], device=cells.device)
-
-
-def _cells(pcs: Tensor, medians: Tensor) -> Tensor:
-    bits = (pcs > medians).long()
-    return (bits * (2 ** torch.arange(pcs.shape[1], device=pcs.device))).sum(1)
-
-
-def precision_recall_f1(predicted_good: Tensor, good: Tensor) -> tuple[float, float, float]:
-    """Precision, recall and F1 of the "good" class (0 where undefined)."""
-    predicted_good, good = predicted_good.bool(), good.bool()
-    tp = int((predicted_good & good).sum())
-    precision = tp / max(int(predicted_good.sum()), 1)
-    recall = tp / max(int(good.sum()), 1)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
-
-
-def f1_score(predicted_good: Tensor, good: Tensor) -> float:
-    """The F1 score of the "good" predictions (the third of :func:`precision_recall_f1`)."""
-    return precision_recall_f1(predicted_good, good)[2]
 
 
 # ----------------------------------------------------------------------------- experiments

@@ -9,6 +9,7 @@ signals (e.g. D^(1/2) sin(w t) = w^(1/2) sin(w t + pi/4)).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -46,14 +47,36 @@ def order_profile(drive: Tensor, response: Tensor, alphas: Tensor, dt: float = 1
     return residuals, scales
 
 
+FIT_RESIDUAL = 0.5  # a fit explains 3/4 of the response's variance or is no fit
+
+
+class OrderFit(NamedTuple):
+    """The best order ``alpha``, its scale c and the relative residual
+    ||r - c D^alpha d|| / ||r||. An order means something only where the fit explains
+    the response: ``fits`` is residual < :data:`FIT_RESIDUAL` (3/4 of the variance)."""
+
+    alpha: float
+    scale: float
+    residual: float
+
+    @property
+    def fits(self) -> bool:
+        """Whether c D^alpha(drive) explains the response (residual < FIT_RESIDUAL)."""
+        return self.residual < FIT_RESIDUAL
+
+    def describe(self) -> str:
+        """The order, signed to 2 decimals, or "no fit" where the fit failed."""
+        return f"{self.alpha:+.2f}" if self.fits else "no fit"
+
+
 def fit_order(drive: Tensor, response: Tensor, dt: float = 1.0, *, low: float = 0.0,
-              high: float = 1.0, points: int = 101) -> tuple[float, float, float]:
+              high: float = 1.0, points: int = 101) -> OrderFit:
     """The order alpha in [low, high] for which c D^alpha(drive) best fits ``response``.
 
-    The best of :func:`order_profile` on ``points`` equally spaced orders; returns
-    (alpha, c, relative residual ||r - c d|| / ||r||).
+    The best of :func:`order_profile` on ``points`` equally spaced orders, as an
+    :class:`OrderFit` (alpha, c, relative residual), which says whether it fits at all.
     """
     alphas = torch.linspace(low, high, points, dtype=torch.float64)
     residuals, scales = order_profile(drive, response, alphas, dt)
     best = int(residuals.argmin())
-    return float(alphas[best]), float(scales[best]), float(residuals[best])
+    return OrderFit(float(alphas[best]), float(scales[best]), float(residuals[best]))

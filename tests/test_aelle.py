@@ -134,3 +134,29 @@ def test_early_stopping_leaves_a_finished_notebook_bar(monkeypatch):
     widget = bar.container.children[1]
     assert bar.n < 60, "the fit did not stop early; the test needs a smaller patience"
     assert widget.value == widget.max == bar.n and widget.bar_style != "danger"
+
+
+def test_the_linear_classifier_on_more_features_than_networks_is_stable_under_rounding():
+    """Chapter 08's "linear on raw LEs": 38 networks, 128 points of smooth spectra, nearly
+    collinear. Plain least squares gave test F1 0.88 in one run and 0.65 in another on the
+    same inputs: its solution jumps with the rank LAPACK decides on. Here spectra built
+    from 8 smooth shapes whose weights fall to 1e-12 are fitted again after perturbing
+    them by 1e-15 (relative, what rounding differences between processes do); plain
+    least squares flipped most test labels in 2 of these 10 perturbations."""
+    g = torch.Generator().manual_seed(0)
+    points = torch.linspace(0, 1, 128, dtype=torch.float64)
+    shapes = torch.stack([torch.cos(torch.pi * i * points) for i in range(8)])
+    weights = torch.logspace(0, -12, 8, dtype=torch.float64)
+
+    def spectra(n):
+        return (torch.randn(n, 8, generator=g, dtype=torch.float64) * weights) @ shapes
+
+    X, X_test = spectra(38), spectra(114)
+    good = torch.rand(38, generator=g) > 0.5
+    reference = aelle.LinearClassifier.fit(X, good).predict(X_test)
+    for _ in range(10):
+        rounded = X * (1 + 1e-15 * torch.randn(X.shape, generator=g, dtype=torch.float64))
+        assert torch.equal(aelle.LinearClassifier.fit(rounded, good).predict(X_test),
+                           reference)
+    with pytest.raises(ValueError, match="ridge must be > 0"):
+        aelle.LinearClassifier.fit(X, good, ridge=0.0)

@@ -77,7 +77,8 @@ def test_population_errors():
 def test_train_population_rows():
     task = tasks.SequenceClassificationTask(data.mnist(), train_size=256, test_size=64)
     configs = [training.RunConfig(architecture="gru", hidden_size=8, epochs=2, batch_size=32,
-                               lr=lr, init=0.2, seed=s) for s, lr in enumerate([1e-3, 1e-2])]
+                                  lr=lr, init=0.2, dropout=0.0, seed=s)
+               for s, lr in enumerate([1e-3, 1e-2])]
     rows = training.train_population(task, configs, le_inputs=task.lyapunov_inputs(2, 56),
                                        le_fractions=(0.0, 0.5, 1.0), progress=False)
     assert [r["lr"] for r in rows] == [1e-3, 1e-2]
@@ -98,7 +99,7 @@ def test_a_stochastic_population_trains_the_same_whatever_the_global_generator()
     # seeds at random; train_population seeds it (as train does), and leaves it as it was.
     task = tasks.SequenceClassificationTask(data.mnist(), train_size=128, test_size=32)
     configs = [training.RunConfig(architecture="noisy", hidden_size=8, epochs=1, batch_size=32,
-                                  init=0.2, seed=s) for s in range(2)]
+                                  init=0.2, dropout=0.0, seed=s) for s in range(2)]
     runs = []
     for outer in (1, 2):
         torch.manual_seed(outer)

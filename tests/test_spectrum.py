@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lyaplib import AutogradCell, LyapunovError, cells, lyapunov_spectrum, stats
+from lyaplib import AutogradCell, LyapunovError, cells, lyapunov_spectrum, random_basis, stats
 
 from .helpers import RandomRNN
 
@@ -129,7 +129,7 @@ def test_broadcast_h0_and_Q0():
     henon = cells.Henon()
     xs = torch.zeros(3, 40, 2, dtype=F64)
     a = lyapunov_spectrum(henon, xs, h0=torch.tensor([0.1, 0.0], dtype=F64),
-                          Q0=torch.eye(2, 1, dtype=F64))
+                          Q0=random_basis(2, 1))
     b = lyapunov_spectrum(henon, xs, h0=torch.tensor([[0.1, 0.0]] * 3, dtype=F64), k=1)
     assert a.k == 1 and torch.allclose(a.per_sequence, b.per_sequence)
 

@@ -31,8 +31,8 @@ SWEEP = textwrap.dedent("""
     def slow_write(path, write, check=None):
         return atomic_write(path, lambda f: (write(f), time.sleep(0.05)), check)
 
-    def slow_append(store, *rows):
-        append(store, *rows)
+    def slow_append(store, *rows, **options):
+        append(store, *rows, **options)
         time.sleep(0.05)
 
     training.atomic_write, sweeps.ResultStore.append = slow_write, slow_append

@@ -147,11 +147,11 @@ def test_run_id_is_stable_and_distinguishes_configs():
 
 def test_run_config_options_reach_the_recurrent_module():
     task = tasks.SequenceClassificationTask(data.mnist(), "row", train_size=8, test_size=8)
-    config = training.RunConfig(architecture="rnn", hidden_size=4, init=None,
-                             options={"nonlinearity": "relu"})
+    config = training.RunConfig(architecture="rnn", hidden_size=4, init=None, dropout=0.0,
+                                options={"nonlinearity": "relu"})
     assert config.model(task).recurrent.nonlinearity == "relu"
-    aru = training.RunConfig(architecture="aru", hidden_size=4, init=None,
-                          options={"controller_size": 3}).model(task)
+    aru = training.RunConfig(architecture="aru", hidden_size=4, init=None, dropout=0.0,
+                             options={"controller_size": 3}).model(task)
     assert aru.cell().state_dim == 4 * (1 + 3)
 
 
@@ -170,7 +170,7 @@ def test_train_and_measure_row(tmp_path):
 def test_classifier_training_with_tracking_and_resume(tmp_path):
     task = tasks.SequenceClassificationTask(data.mnist(), "row", train_size=256, test_size=64)
     config = training.RunConfig(architecture="cornn", hidden_size=8, epochs=2, batch_size=32,
-                             lr=5e-3, init=0.2)
+                             lr=5e-3, init=0.2, dropout=0.0)
     inputs = task.lyapunov_inputs(2, 56)
     tracker = training.LyapunovTracker(inputs, [0, 2], jacobian="full")
     straight = config.model(task)
