@@ -23,29 +23,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .classify import (  # the classifiers, public here as before
-    GroupClassifier as GroupClassifier,
-)
-from .classify import (
-    LinearClassifier as LinearClassifier,
-)
-from .classify import (
-    OrthantClassifier as OrthantClassifier,
-)
-from .classify import (
-    Threshold as Threshold,
-)
-from .classify import (
-    confusion as confusion,
-)
-from .classify import (
-    f1_score as f1_score,
-)
-from .classify import (
-    good_labels as good_labels,
-)
-from .classify import (
-    precision_recall_f1 as precision_recall_f1,
+from .classify import (  # noqa: F401 - the classifiers, importable from here as before
+    GroupClassifier,
+    LinearClassifier,
+    OrthantClassifier,
+    Threshold,
+    confusion,
+    f1_score,
+    good_labels,
+    precision_recall_f1,
 )
 
 # ----------------------------------------------------------------------------- spectra
@@ -64,10 +50,13 @@ def interpolate(spectra: Sequence[Sequence[float]] | Tensor, points: int = 256) 
         raise ValueError(f"points must be >= 2, got {points}")
     grid = (torch.arange(points, dtype=torch.float64) + 0.5) / points
     rows = []
-    for spectrum in spectra:
+    for i, spectrum in enumerate(spectra):
         y = torch.as_tensor(spectrum, dtype=torch.float64).flatten()
         if len(y) < 2:
-            raise ValueError("every spectrum needs at least 2 exponents")
+            raise ValueError(f"spectra[{i}]: every spectrum needs at least 2 exponents")
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError(f"spectra[{i}] is not finite: a network whose spectrum could "
+                             "not be computed has no place on the AeLLE grid")
         grid = grid.to(y.device)  # moved once; a no-op after that
         pos = grid * len(y) - 0.5  # fractional index into y
         lo = pos.floor().clamp(0, len(y) - 2).long()
@@ -153,6 +142,11 @@ def fit_autoencoder(spectra: Tensor, targets: Tensor, val_spectra: Tensor, val_t
     stopping after ``patience`` epochs without improvement). Deterministic
     for a given ``config.seed``.
     """
+    for name, t in (("targets", targets), ("val_targets", val_targets)):
+        bad = ~torch.isfinite(torch.as_tensor(t))
+        if bool(bad.any()):
+            raise ValueError(f"{name}[{int(bad.nonzero()[0])}] is not finite: a diverged "
+                             "network has no loss to regress on (drop it)")
     spectra, val_spectra = spectra.float(), val_spectra.float()
     targets, val_targets = targets.float(), val_targets.float()
     if len(spectra) != len(targets) or len(val_spectra) != len(val_targets):
@@ -259,6 +253,10 @@ def compare(spectra: Sequence, losses, *, points: int = 128, config: AeConfig = 
     """
     Z = interpolate(spectra, points)
     losses = torch.as_tensor(losses, dtype=torch.float64, device=Z.device)
+    bad = ~torch.isfinite(losses)
+    if bool(bad.any()):
+        raise ValueError(f"losses[{int(bad.nonzero()[0])}] is not finite: AeLLE regresses "
+                         "on the loss, which a diverged network does not have (drop it)")
     train, val, test = split or split_indices(len(Z), seed=seed)
     model = fit_autoencoder(Z[train], losses[train], Z[val], losses[val], config,
                             progress=progress)

@@ -13,17 +13,21 @@ import torch
 from torch import Tensor
 
 
-def good_labels(losses: Tensor, threshold: float | None = None) -> Tensor:
-    """True where the loss is below ``threshold`` (default: the median of ``losses``).
-    A non-finite loss (a diverged network) counts as the worst, +inf: it is bad, and it
-    moves the median as one bad network, never making every label False."""
+def good_labels(losses: Tensor, threshold: float | None = None, *,
+                among: Tensor | Sequence[int] | None = None) -> Tensor:
+    """True where the loss is below ``threshold`` (default: the median of the losses of
+    the networks ``among``, default all). A non-finite loss (a diverged network) counts
+    as the worst, +inf: it is bad, and it moves the median as one bad network, never
+    making every label False."""
     losses = torch.as_tensor(losses, dtype=torch.float64)
     if losses.ndim != 1 or not len(losses):
         raise ValueError(f"losses must be a non-empty (R,) vector, got shape "
                          f"{tuple(losses.shape)}")
     losses = torch.where(torch.isfinite(losses) | (losses == -math.inf), losses, math.inf)
     if threshold is None:
-        threshold = losses.median()
+        threshold = (losses if among is None else losses[torch.as_tensor(among)]).median()
+    elif among is not None:
+        raise ValueError("pass threshold or among, not both")
     elif not math.isfinite(threshold):
         raise ValueError(f"threshold must be finite or None, got {threshold}")
     return losses < threshold
@@ -43,7 +47,7 @@ class Threshold:
     @classmethod
     def median(cls, feature: Tensor, good: Tensor) -> Threshold:
         """The median of the training feature, facing the side where good networks lie."""
-        feature = torch.as_tensor(feature, dtype=torch.float64)
+        feature, good = _training_data(feature, good, "feature")
         m = float(feature.median())
         above = (good & (feature > m)).sum() - (good & (feature <= m)).sum()
         return cls(m, 1.0 if above >= 0 else -1.0)
@@ -51,7 +55,7 @@ class Threshold:
     @classmethod
     def best(cls, feature: Tensor, good: Tensor) -> Threshold:
         """The threshold and direction with the highest F1 on (validation) data."""
-        feature = torch.as_tensor(feature, dtype=torch.float64)
+        feature, good = _training_data(feature, good, "feature")
         values = feature.sort().values
         cuts = torch.cat([values[:1] - 1, (values[1:] + values[:-1]) / 2])
         best = max((f1_score(cls(float(c), s).predict(feature), good), float(c), s)
@@ -81,7 +85,7 @@ class LinearClassifier:
         the weights of features scaled to unit variance, fixed, not tuned)."""
         if not ridge > 0:
             raise ValueError(f"ridge must be > 0, got {ridge}")
-        X = _with_bias(features)[:, :-1]
+        X = _with_bias(_training_data(features, good, "features")[0])[:, :-1]
         y = torch.where(torch.as_tensor(good), 1.0, -1.0).to(X)
         mean, scale = X.mean(0), X.std(0, correction=0)
         scale = torch.where(scale > 0, scale, 1.0)
@@ -94,6 +98,20 @@ class LinearClassifier:
     def predict(self, features: Tensor) -> Tensor:
         """Good (True) or bad for each network, from its features (R, F)."""
         return _with_bias(features) @ self.weights > 0
+
+
+def _training_data(features, good, name: str) -> tuple[Tensor, Tensor]:
+    """(features as float64, good as bool), refusing a non-finite feature (a median or
+    a fit would pass it on in silence) and labels of another length, naming them."""
+    features = torch.as_tensor(features, dtype=torch.float64)
+    good = torch.as_tensor(good).bool()
+    if good.shape != features.shape[:1]:
+        raise ValueError(f"good must have one label per network ({features.shape[0]}), got "
+                         f"shape {tuple(good.shape)}")
+    bad = ~torch.isfinite(features.reshape(len(features), -1)).all(-1)
+    if bool(bad.any()):
+        raise ValueError(f"{name} of network {int(bad.nonzero()[0])} is not finite")
+    return features, good
 
 
 def _with_bias(features: Tensor) -> Tensor:
@@ -112,7 +130,7 @@ class OrthantClassifier:
 
     @classmethod
     def fit(cls, pcs: Tensor, good: Tensor) -> OrthantClassifier:
-        pcs = torch.as_tensor(pcs, dtype=torch.float64)
+        pcs, good = _training_data(pcs, good, "pcs")
         medians = pcs.median(0).values
         cells = _cells(pcs, medians)
         counts: dict[int, int] = {}

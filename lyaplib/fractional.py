@@ -53,7 +53,7 @@ FIT_RESIDUAL = 0.5  # a fit explains 3/4 of the response's variance or is no fit
 class OrderFit(NamedTuple):
     """The best order ``alpha``, its scale c and the relative residual
     ||r - c D^alpha d|| / ||r||. An order means something only where the fit explains
-    the response: ``fits`` is residual < :data:`FIT_RESIDUAL` (3/4 of the variance)."""
+    the response: ``fits`` is residual < ``FIT_RESIDUAL`` (3/4 of the variance)."""
 
     alpha: float
     scale: float
@@ -76,6 +76,13 @@ def fit_order(drive: Tensor, response: Tensor, dt: float = 1.0, *, low: float = 
     The best of :func:`order_profile` on ``points`` equally spaced orders, as an
     :class:`OrderFit` (alpha, c, relative residual), which says whether it fits at all.
     """
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"low and high must be finite with low < high, got {low}, {high}")
+    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+        raise ValueError(f"points must be an int >= 2, got {points!r}")
+    for name, t in (("drive", drive), ("response", response)):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} must be finite")
     alphas = torch.linspace(low, high, points, dtype=torch.float64)
     residuals, scales = order_profile(drive, response, alphas, dt)
     best = int(residuals.argmin())

@@ -1,8 +1,8 @@
 """Summary statistics of Lyapunov spectra.
 
 All functions take exponents of shape (..., k) (natural-log units per step) and
-reduce the last axis. Spectra are sorted in descending order first, since a
-finite-time QR estimate need not come out perfectly ordered.
+reduce the last axis. Spectra are sorted in descending order first (the engine returns
+them sorted; spectra from elsewhere need not be), and a NaN is refused.
 """
 
 from __future__ import annotations
@@ -11,30 +11,38 @@ import torch
 from torch import Tensor
 
 
-def _descending(exponents: Tensor) -> Tensor:
+def _checked(exponents: Tensor) -> Tensor:
+    """(..., k) exponents with k >= 1 and no NaN (a NaN would pass into every statistic)."""
+    exponents = torch.as_tensor(exponents)
     if exponents.ndim == 0 or exponents.shape[-1] == 0:
         raise ValueError("exponents must have shape (..., k) with k >= 1")
-    return torch.sort(exponents, dim=-1, descending=True).values
+    if bool(exponents.isnan().any()):
+        raise ValueError("exponents must not be NaN: a spectrum with a NaN has no statistics")
+    return exponents
+
+
+def _descending(exponents: Tensor) -> Tensor:
+    return torch.sort(_checked(exponents), dim=-1, descending=True).values
 
 
 def spectrum_max(exponents: Tensor) -> Tensor:
     """The maximal exponent lambda_1."""
-    return exponents.amax(dim=-1)
+    return _checked(exponents).amax(dim=-1)
 
 
 def spectrum_mean(exponents: Tensor) -> Tensor:
     """Mean of the k exponents (for the full spectrum: mean log|det J| / D)."""
-    return exponents.mean(dim=-1)
+    return _checked(exponents).mean(dim=-1)
 
 
 def spectrum_variance(exponents: Tensor) -> Tensor:
     """Variance of the k exponents around their mean (population variance)."""
-    return exponents.var(dim=-1, correction=0)
+    return _checked(exponents).var(dim=-1, correction=0)
 
 
 def entropy(exponents: Tensor) -> Tensor:
     """Sum of the positive exponents: Pesin's upper bound on the KS entropy."""
-    return exponents.clamp(min=0).sum(dim=-1)
+    return _checked(exponents).clamp(min=0).sum(dim=-1)
 
 
 def kaplan_yorke(exponents: Tensor, dim: int | None = None) -> Tensor:

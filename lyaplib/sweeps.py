@@ -73,6 +73,7 @@ def run_sweep(configs: Sequence[RunConfig], run: Callable[[RunConfig, Path], dic
     Several drivers may run one sweep on one store: a run another driver has stored is
     skipped, and a row stored twice is kept once (the first).
     """
+    _check_sweep(configs, run)
     store = as_store(store)
     ids = [c.run_id for c in configs]
     if len(set(ids)) != len(ids):
@@ -97,6 +98,8 @@ def run_population_sweep(populations: Sequence[Sequence[RunConfig]],
     of its ``run_id`` s is stored; its new rows are stored in one transaction. With an
     ``executor``, each population is one job for its workers (see :func:`run_sweep`).
     Returns the rows of every config of every population, in order."""
+    for configs in populations:
+        _check_sweep(configs, train)
     store = as_store(store)
     ids = [c.run_id for configs in populations for c in configs]
     if len(set(ids)) != len(ids):
@@ -107,6 +110,15 @@ def run_population_sweep(populations: Sequence[Sequence[RunConfig]],
     _execute(_run_population, jobs, store, executor, retries, progress, desc)
     rows = {r["run_id"]: r for r in store.rows() if "run_id" in r}
     return [rows[i] for i in ids]
+
+
+def _check_sweep(configs: Sequence[RunConfig], run: Callable) -> None:
+    """Refuse what a sweep cannot run, naming it, before anything starts."""
+    if not callable(run):
+        raise TypeError(f"run must be callable, got {type(run).__name__}")
+    for i, config in enumerate(configs):
+        if not isinstance(config, RunConfig):
+            raise TypeError(f"configs[{i}] must be a RunConfig, got {type(config).__name__}")
 
 
 SCHEDULER_VARIABLE = "LYAPLIB_SCHEDULER"
@@ -162,7 +174,13 @@ def _run_one(run: Callable[[RunConfig, Path], dict], config: RunConfig,
 
 def _run_population(train: Callable[[Sequence[RunConfig]], list[dict]],
                     configs: list[RunConfig], done: set[str]) -> list[dict]:
-    return [row for row in train(configs) if row["run_id"] not in done]
+    rows = train(configs)
+    ids = [c.run_id for c in configs]
+    got = [row.get("run_id") if isinstance(row, dict) else None for row in rows]
+    if sorted(map(str, got)) != sorted(ids):
+        raise TypeError(f"train must return one dict per config, each with its config's "
+                        f"run_id; got run_ids {got} for {ids}")
+    return [row for row in rows if row["run_id"] not in done]
 
 
 def _attempt(work: Callable[..., list[dict]], args: tuple, attempt: int) -> tuple[bool, object]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -144,7 +145,14 @@ class LyapunovTracker:
             raise ValueError(f"inputs must be (B, T, I), got shape {tuple(inputs.shape)}")
         self.jacobian = jacobian_convention(jacobian, state, None, "LyapunovTracker")
         self.inputs, self.k, self.warmup, self.dtype = inputs, k, warmup, dtype
-        self.epochs = None if epochs is None else set(epochs)
+        if epochs is not None:
+            if isinstance(epochs, (str, bytes)) or not all(
+                    not isinstance(e, bool) and isinstance(e, numbers.Integral) and e >= 0
+                    for e in epochs):
+                raise ValueError(f"epochs must be ints >= 0 (0: the untrained network), got "
+                                 f"{epochs!r}")
+            epochs = {int(e) for e in epochs}
+        self.epochs = epochs
 
     def wants(self, epoch: int) -> bool:
         """Whether the spectrum is measured after ``epoch``."""

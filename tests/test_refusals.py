@@ -209,3 +209,38 @@ def test_one_diverged_network_is_bad_without_labelling_every_network_bad():
     good = aelle.good_labels(losses)
     assert good.tolist() == [True, True, False, False, False, False, True]
     assert good.sum() == 3  # below the median (0.3) of 7, diverged ones counted as worst
+
+
+def test_ch08s_labels_with_a_diverged_fitting_network():
+    losses = torch.tensor([0.1, math.nan, 0.3, 0.2, 0.5])
+    good = aelle.good_labels(losses, among=[0, 1, 2])  # median of (0.1, inf, 0.3): 0.3
+    assert good.tolist() == [True, False, False, True, False]
+    with pytest.raises(ValueError, match="pass threshold or among"):
+        aelle.good_labels(losses, 0.2, among=[0, 1])
+
+
+# --- entry points of the layers above the engine: each bad input named ------------------
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: Population([tagger(0), tagger(1)], [math.nan, 1e-3]), "lrs must be finite"),
+    (lambda: Population([tagger(0), tagger(1)], [1e-3, 1e-3], clip=0), "clip must be None"),
+    (lambda: aelle.interpolate([[0.1, math.nan], [0.2, 0.1]], 8), r"spectra\[0\] is not finite"),
+    (lambda: aelle.compare([[0.1, 0.0]] * 10, [0.1] * 9 + [math.nan], progress=False),
+     r"losses\[9\] is not finite"),
+    (lambda: aelle.Threshold.best(torch.tensor([0.1, math.nan]), torch.tensor([True, False])),
+     "feature of network 1 is not finite"),
+    (lambda: aelle.LinearClassifier.fit(torch.ones(3, 2), torch.tensor([True, False])),
+     "good must have one label per network"),
+    (lambda: __import__("lyaplib").stats.kaplan_yorke(torch.tensor([0.1, math.nan])),
+     "exponents must not be NaN"),
+    (lambda: __import__("lyaplib").fractional.fit_order(torch.ones(8), torch.ones(8), low=1,
+                                                        high=0), "low < high"),
+    (lambda: LyapunovTracker(torch.zeros(1, 5, 2), epochs="12"), "epochs must be ints >= 0"),
+    (lambda: __import__("lyaplib").sweeps.run_sweep([{"lr": 1}], lambda c, p: {}, "unused",
+                                                    progress=False), r"configs\[0\] must be"),
+    (lambda: __import__("lyaplib").sweeps.run_sweep([RunConfig()], None, "unused",
+                                                    progress=False), "run must be callable"),
+])
+def test_entry_points_name_what_they_refuse(call, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        call()

@@ -154,3 +154,11 @@ def test_reading_a_store_never_writes(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module, "_open", no_writes)
     assert store.rows() == [{"run_id": "a", "x": 1}] and len(store) == 1
     assert store.run_ids() == {"a"}
+
+
+def test_a_population_whose_rows_miss_their_run_ids_is_named(tmp_path):
+    def no_ids(configs):
+        return [{"lr": c.lr} for c in configs]
+
+    with pytest.raises(TypeError, match="train must return one dict per config"):
+        sweeps.run_population_sweep([CONFIGS], no_ids, tmp_path / "results", progress=False)
