@@ -41,8 +41,8 @@ class Population(nn.Module):
             raise ValueError(f"need one learning rate per model, got {len(lrs)} for "
                              f"{len(models)} models")
         rates = torch.as_tensor(lrs, dtype=torch.float64)
-        if not bool((torch.isfinite(rates) & (rates > 0)).all()):
-            raise ValueError(f"lrs must be finite and > 0, got {rates.tolist()}")
+        if not bool((torch.isfinite(rates) & (rates >= 0)).all()):  # 0: not trained by Adam
+            raise ValueError(f"lrs must be finite and >= 0, got {rates.tolist()}")
         if clip is not None and not (isinstance(clip, (int, float)) and math.isfinite(clip)
                                      and clip > 0):
             raise ValueError(f"clip must be None or a finite number > 0, got {clip!r}")

@@ -223,6 +223,7 @@ def test_ch08s_labels_with_a_diverged_fitting_network():
 
 @pytest.mark.parametrize("call, message", [
     (lambda: Population([tagger(0), tagger(1)], [math.nan, 1e-3]), "lrs must be finite"),
+    (lambda: Population([tagger(0), tagger(1)], [-1e-3, 1e-3]), "lrs must be finite and >= 0"),
     (lambda: Population([tagger(0), tagger(1)], [1e-3, 1e-3], clip=0), "clip must be None"),
     (lambda: aelle.interpolate([[0.1, math.nan], [0.2, 0.1]], 8), r"spectra\[0\] is not finite"),
     (lambda: aelle.compare([[0.1, 0.0]] * 10, [0.1] * 9 + [math.nan], progress=False),
