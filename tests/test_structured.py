@@ -95,7 +95,10 @@ def test_two_decoupled_networks_give_the_union_of_their_spectra(k):
     (g = 0.5) falls to its fixed point 0, where its exponents are log|eig W|; the chaotic
     one (g = 3) is measured alone. Its trajectory alone and inside the pair part after
     ~150 steps (the GEMMs round differently), so its finite-time exponents agree within
-    their error bars, not to rounding."""
+    their error bars, not to rounding. Sorting moves no value by more than the largest
+    deviation (it is non-expansive in the max norm), so one tolerance covers every
+    index: 8 standard errors of the worst-known exponent (weight seeds 1-5 and 11 gave at
+    most 3.9, on 1 and 2 threads alike)."""
     generator = torch.Generator().manual_seed(11)
     W_stable, W_chaotic = (g * torch.randn(24, 24, generator=generator, dtype=F64) / 24 ** 0.5
                            for g in (0.5, 3.0))
@@ -105,8 +108,8 @@ def test_two_decoupled_networks_give_the_union_of_their_spectra(k):
     truth, order = torch.cat([chaotic.exponents, stable]).sort(descending=True)
     error = torch.cat([chaotic.stderr, torch.zeros(24, dtype=F64)])[order]
     got = from_03(networks(W_stable, W_chaotic), k=k)
-    tolerance = 5 * (error[:k] ** 2 + got.stderr ** 2).sqrt() + 1e-6
-    assert ((got.exponents - truth[:k]).abs() < tolerance).all(), (got.exponents - truth[:k])
+    tolerance = 8 * (error[:k].max() ** 2 + got.stderr.max() ** 2).sqrt() + 1e-6
+    assert (got.exponents - truth[:k]).abs().max() < tolerance, (got.exponents - truth[:k])
 
 
 def test_crossing_directions_give_the_finite_time_exponents_of_the_window():
