@@ -194,7 +194,7 @@ class FlossingHistory:
 
     @property
     def accuracy_epochs(self) -> list[int]:
-        """Deprecated name of :attr:`accuracy_iterations` (they were never epochs)."""
+        """Deprecated name of ``accuracy_iterations`` (they were never epochs)."""
         warnings.warn("FlossingHistory.accuracy_epochs is deprecated: use "
                       "accuracy_iterations", DeprecationWarning, stacklevel=2)
         return self.accuracy_iterations
