@@ -14,6 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ._arguments import int_at_least
+
 
 def fractional_derivative(x: Tensor, alpha: float, dt: float = 1.0) -> Tensor:
     """D^alpha of x along its last dimension (samples ``dt`` apart); same shape as x."""
@@ -78,8 +80,7 @@ def fit_order(drive: Tensor, response: Tensor, dt: float = 1.0, *, low: float = 
     """
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise ValueError(f"low and high must be finite with low < high, got {low}, {high}")
-    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
-        raise ValueError(f"points must be an int >= 2, got {points!r}")
+    points = int_at_least(points, 2, "points", error=ValueError)
     for name, t in (("drive", drive), ("response", response)):
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} must be finite")
